@@ -1,0 +1,148 @@
+"""The ``fimflow`` command: ``run``, ``train-tokenizer`` and ``inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Optional
+
+USAGE = """usage: fimflow {run,train-tokenizer,inspect} [options]
+
+  run              build a FIM dataset (fimflow run --help for options)
+  train-tokenizer  train a SentencePiece model for code with FIM sentinels
+  inspect          print examples of a dataset readably
+"""
+
+
+def _run(argv: list[str]) -> int:
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.build import build_pipeline
+    from pipeline.options import FimflowOptions, UsageError, plan_run
+    from transforms.write import METADATA_FILE
+
+    if "-h" in argv or "--help" in argv:
+        parser = argparse.ArgumentParser(prog="fimflow run", description=(
+            "Build a FIM dataset. Beam runner options (--runner, --direct_num_workers, "
+            "--direct_running_mode, Dataflow options...) are accepted too."))
+        FimflowOptions._add_argparse_args(parser)
+        parser.print_help()
+        return 0
+    options = PipelineOptions(argv)
+    try:
+        plan = plan_run(options)
+    except UsageError as e:
+        print(f"fimflow run: error: {e}", file=sys.stderr)
+        return 2
+    print(f"fimflow: {len(plan.files)} input file(s) -> {plan.output} "
+          f"({plan.num_buckets} buckets, {plan.num_shards} shards)", file=sys.stderr)
+    start = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, plan)
+    try:
+        state = pipeline.run().wait_until_finish()
+    except Exception as e:  # The runner wraps worker errors; the last line is the cause.
+        message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        print(f"fimflow run: failed: {message}", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - start
+    metadata_path = FileSystems.join(plan.output, METADATA_FILE)
+    if not FileSystems.exists(metadata_path):
+        print(f"fimflow run: pipeline ended in state {state}; no {METADATA_FILE} written", file=sys.stderr)
+        return 1
+    with FileSystems.open(metadata_path) as f:
+        metadata = json.load(f)
+    print(format_summary(metadata, elapsed, sum(_sizes(plan.files))))
+    return 0
+
+
+def _sizes(files: list[str]):
+    from apache_beam.io.filesystems import FileSystems
+
+    for result in FileSystems.match(files):
+        yield from (m.size_in_bytes for m in result.metadata_list)
+
+
+def format_summary(metadata: dict, seconds: float, input_bytes: int) -> str:
+    counts = metadata["counts"]
+    measured = metadata["measured"]
+    errors = metadata["errors"]
+    mb = input_bytes / 1e6
+    lines = [
+        f"documents      {counts.get('documents', 0):,} ({errors['records_rejected']:,} records rejected)",
+        f"tokens         {counts.get('document_tokens', 0):,}",
+        f"examples       {counts.get('examples', 0):,} x {metadata['context_length']} tokens "
+        f"in {len(metadata['files'])} file(s)",
+        f"FIM            {measured['fim_fragment_share']:.1%} of {counts.get('fragments', 0):,} fragments "
+        f"({measured['spm_share_of_fim']:.1%} SPM), {measured['fim_token_share']:.1%} of tokens",
+        f"trimmed        {counts.get('trimmed_tokens', 0):,} tokens, padding {measured['padding_share']:.2%}",
+        f"time           {seconds:.1f} s, {mb / seconds:.2f} MB/s of input, "
+        f"{counts.get('document_tokens', 0) / seconds:,.0f} tokens/s",
+    ]
+    return "\n".join(lines)
+
+
+def _train_tokenizer(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fimflow train-tokenizer", description=(
+        "Train a lossless SentencePiece BPE model for code, with the FIM sentinels and pad as control "
+        "symbols. Inputs are read like `fimflow run` reads them."))
+    parser.add_argument("--input", action="append", required=True, help="File, directory or glob; repeatable.")
+    parser.add_argument("--output", required=True, help="Where to write the .model file.")
+    parser.add_argument("--vocab_size", type=int, default=16384)
+    parser.add_argument("--text_field", default="content")
+    parser.add_argument("--max_sentences", type=int, default=200_000,
+                        help="Line-aligned pieces of documents sampled for training.")
+    args = parser.parse_args(argv)
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.options import UsageError, resolve_inputs
+    from pipeline.train_tokenizer import train_code_tokenizer
+    from transforms.read import Document, RecordReader
+
+    try:
+        files = resolve_inputs(args.input)
+    except UsageError as e:
+        print(f"fimflow train-tokenizer: error: {e}", file=sys.stderr)
+        return 2
+    reader = RecordReader(args.text_field)
+
+    def documents():
+        for path, _ in files:
+            for item in reader.read(path):
+                if isinstance(item, Document):
+                    yield item.text
+
+    model = train_code_tokenizer(documents(), vocab_size=args.vocab_size, max_sentences=args.max_sentences)
+    with FileSystems.create(args.output) as f:
+        f.write(model)
+    print(f"fimflow train-tokenizer: wrote {args.output} ({len(model):,} bytes, vocab {args.vocab_size})")
+    return 0
+
+
+def _inspect(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fimflow inspect", description="Print examples of a dataset readably.")
+    parser.add_argument("output", help="Dataset directory (holding metadata.json).")
+    parser.add_argument("--n", type=int, default=3, help="Number of examples to show.")
+    parser.add_argument("--tokenizer", default=None, help="Model to decode with (default: the one recorded).")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    args = parser.parse_args(argv)
+    from pipeline.inspect_dataset import inspect_dataset
+
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    return inspect_dataset(args.output, args.n, args.tokenizer, color, sys.stdout)
+
+
+COMMANDS = {"run": _run, "train-tokenizer": _train_tokenizer, "inspect": _inspect}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])

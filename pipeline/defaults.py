@@ -1,0 +1,31 @@
+"""What ``fimflow run`` uses when told nothing: a corpus and tokenizer every machine has."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from pathlib import Path
+
+DEFAULT_OUTPUT = "fimflow_out"
+BUNDLED_TOKENIZER = Path(__file__).parent / "assets" / "fimflow-code-16k.model"
+
+
+def bundled_tokenizer_path() -> str:
+    return str(BUNDLED_TOKENIZER)
+
+
+def default_corpus_files() -> list:
+    """``(path, size)`` of the running Python's standard-library ``.py`` sources.
+
+    Installed third-party packages (``site-packages``) are left out so the
+    corpus is the same on every machine with the same Python.
+    """
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = []
+    for root, dirs, names in os.walk(stdlib):
+        dirs[:] = sorted(d for d in dirs if d not in ("site-packages", "dist-packages", "__pycache__"))
+        for name in sorted(names):
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                files.append((path, os.path.getsize(path)))
+    return files

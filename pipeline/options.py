@@ -1,0 +1,191 @@
+"""The options of ``fimflow run``, as Beam pipeline options.
+
+``FimflowOptions`` is an ordinary ``PipelineOptions`` view, so the same flags
+work on the command line, in a Flex Template and with any runner's options
+next to them. ``plan_run`` checks them all before a pipeline exists and turns
+them into a ``RunPlan``; every problem is one ``UsageError`` line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Optional
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import defaults
+from transforms.fim import SPAN_UNITS, TRIM_POLICIES, FimConfig
+from transforms.read import COMPRESSION_SUFFIXES, PARQUET_SUFFIXES
+from transforms.tokenizer import SpecialTokenNames, Tokenizer, TokenizerError, read_model_bytes
+from transforms.write import METADATA_FILE
+
+# Three sentinels and <eot> must fit with room for text.
+MIN_CONTEXT_LENGTH = 8
+# Packing sorts one bucket in memory; shards are sorted in memory too.
+TARGET_BUCKET_INPUT_BYTES = 32 << 20
+TARGET_SHARD_INPUT_BYTES = 128 << 20
+COMPRESSED_SIZE_FACTOR = 4
+
+
+class UsageError(ValueError):
+    """A bad option or input, found before the pipeline starts."""
+
+
+class FimflowOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        add = parser.add_argument
+        add("--input", action="append", default=None,
+            help="File, directory or glob (local or gs://); repeatable. JSONL (.jsonl/.json/.ndjson, "
+                 "optionally .gz/.zst), Parquet, or any other file as one whole document. "
+                 "Default: the running Python's standard library sources.")
+        add("--output", default=None, help="Output directory (local or gs://). Default: ./fimflow_out "
+                                             "for the default corpus; required otherwise.")
+        add("--tokenizer", default=None,
+            help="SentencePiece model (local or gs://). Default: the bundled code tokenizer.")
+        add("--context_length", type=int, default=2048, help="Tokens per example.")
+        add("--fim_rate", type=float, default=0.5, help="Probability that a fragment becomes a FIM example.")
+        add("--fim_spm_rate", type=float, default=0.5, help="Probability that a FIM example uses SPM order.")
+        add("--fim_span_unit", choices=SPAN_UNITS, default="char",
+            help="Where cut points may fall: any character (the paper), line starts, or token boundaries.")
+        add("--fim_trim", choices=TRIM_POLICIES, default="paper",
+            help="paper: cut the context at context_length even inside a FIM example; "
+                 "keep_middle: leave a fragment plain when its FIM form would not fit.")
+        add("--fim_max_middle_tokens", type=int, default=0, help="Cap on middle length in tokens (0: none).")
+        add("--fim_min_fragment_tokens", type=int, default=0,
+            help="Fragments shorter than this are never transformed.")
+        add("--seed", type=int, default=0, help="Seed of the shuffle and of FIM.")
+        add("--text_field", default="content", help="JSONL field / Parquet column holding the text.")
+        add("--id_field", default=None, help="JSONL field / Parquet column carried into error records.")
+        add("--num_shards", type=int, default=0, help="Output TFRecord shards (0: from input size).")
+        add("--num_buckets", type=int, default=0, help="Shuffle/pack buckets (0: from input size).")
+        add("--max_file_bytes", type=int, default=10 << 20,
+            help="Plain source files larger than this are rejected.")
+        add("--max_error_fraction", type=float, default=0.01,
+            help="Above this share of rejected records the run fails and writes no metadata.json.")
+        add("--overwrite", action="store_true", help="Replace a complete dataset at --output.")
+        add("--tokenizer_threads", type=int, default=1, help="SentencePiece threads per batch.")
+        names = SpecialTokenNames()
+        add("--fim_prefix_token", default=names.fim_prefix)
+        add("--fim_middle_token", default=names.fim_middle)
+        add("--fim_suffix_token", default=names.fim_suffix)
+        add("--pad_token", default=names.pad)
+        add("--eot_token", default=None, help="Piece ending each document (default: the model's EOS).")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Everything the pipeline needs, resolved and checked."""
+
+    files: list
+    output: str
+    tokenizer_path: str
+    tokenizer: Tokenizer
+    fim: FimConfig
+    seed: int
+    num_buckets: int
+    num_shards: int
+    text_field: str
+    id_field: Optional[str]
+    max_file_bytes: int
+    max_error_fraction: float
+    tokenizer_threads: int
+    options: dict
+
+
+def unknown_options(options: PipelineOptions) -> list[str]:
+    known = options.get_all_options(retain_unknown_options=False)
+    every = options.get_all_options(retain_unknown_options=True)
+    return sorted(k for k in every if k not in known)
+
+
+def resolve_inputs(patterns: list[str]) -> list:
+    """Matches files (directories mean every file under them); ``(path, size)`` sorted."""
+    files = {}
+    for pattern in patterns:
+        if not any(c in pattern for c in "*?[") and not pattern.startswith("gs://") and os.path.isdir(pattern):
+            pattern = os.path.join(pattern, "**")
+        elif pattern.endswith("/"):
+            pattern += "**"
+        try:
+            result = FileSystems.match([pattern])[0]
+        except Exception as e:  # Beam raises BeamIOError with per-pattern causes.
+            raise UsageError(f"--input {pattern}: {e}") from e
+        matched = [m for m in result.metadata_list if not m.path.endswith("/")]
+        if not matched:
+            raise UsageError(f"--input {pattern}: no file matched")
+        files.update((m.path, m.size_in_bytes) for m in matched)
+    return sorted(files.items())
+
+
+def _estimated_text_bytes(files: list) -> int:
+    def text_bytes(path, size):
+        compressed = path.lower().endswith(COMPRESSION_SUFFIXES + PARQUET_SUFFIXES)
+        return size * (COMPRESSED_SIZE_FACTOR if compressed else 1)
+    return sum(text_bytes(p, s) for p, s in files)
+
+
+def _check(condition: bool, message: str):
+    if not condition:
+        raise UsageError(message)
+
+
+def plan_run(options: PipelineOptions) -> RunPlan:
+    """Validates options and inputs; raises ``UsageError`` with one clear line."""
+    unknown = unknown_options(options)
+    _check(not unknown, f"unknown option(s): {', '.join('--' + u for u in unknown)}")
+    o = options.view_as(FimflowOptions)
+    _check(o.context_length >= MIN_CONTEXT_LENGTH,
+           f"--context_length={o.context_length} is too small: at least {MIN_CONTEXT_LENGTH} "
+           "(three FIM sentinels, <eot> and text must fit)")
+    for name in ("fim_rate", "fim_spm_rate", "max_error_fraction"):
+        value = getattr(o, name)
+        _check(0.0 <= value <= 1.0, f"--{name}={value} must be between 0 and 1")
+    for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens"):
+        _check(getattr(o, name) >= 0, f"--{name} must not be negative")
+    _check(o.tokenizer_threads >= 1, "--tokenizer_threads must be at least 1")
+    if o.input:
+        _check(o.output is not None, "--output is required with --input")
+        files = resolve_inputs(o.input)
+    else:
+        files = defaults.default_corpus_files()
+        _check(bool(files), "no --input given and the default corpus (Python standard library) was not found")
+    output = (o.output or defaults.DEFAULT_OUTPUT).rstrip("/")
+    tokenizer_path = o.tokenizer or defaults.bundled_tokenizer_path()
+    try:
+        model = read_model_bytes(tokenizer_path)
+    except Exception as e:
+        raise UsageError(f"--tokenizer {tokenizer_path}: cannot read it ({e})") from e
+    names = SpecialTokenNames(o.fim_prefix_token, o.fim_middle_token, o.fim_suffix_token,
+                              o.pad_token, o.eot_token)
+    try:
+        tokenizer = Tokenizer(model, names)
+    except TokenizerError as e:
+        raise UsageError(f"--tokenizer {tokenizer_path}: {e}") from e
+    except Exception as e:  # SentencePiece refuses non-models with a RuntimeError.
+        raise UsageError(f"--tokenizer {tokenizer_path}: not a SentencePiece model ({e})") from e
+    existing = FileSystems.join(output, METADATA_FILE)
+    _check(o.overwrite or not FileSystems.exists(existing),
+           f"--output {output} already holds a complete dataset ({METADATA_FILE}); "
+           "pass --overwrite to replace it or choose another --output")
+    text_bytes = _estimated_text_bytes(files)
+    return RunPlan(
+        files=[p for p, _ in files],
+        output=output,
+        tokenizer_path=tokenizer_path,
+        tokenizer=tokenizer,
+        fim=FimConfig(o.context_length, o.fim_rate, o.fim_spm_rate, o.fim_span_unit, o.fim_trim,
+                      o.fim_max_middle_tokens, o.fim_min_fragment_tokens),
+        seed=o.seed,
+        num_buckets=o.num_buckets or max(2, math.ceil(text_bytes / TARGET_BUCKET_INPUT_BYTES)),
+        num_shards=o.num_shards or max(1, math.ceil(text_bytes / TARGET_SHARD_INPUT_BYTES)),
+        text_field=o.text_field,
+        id_field=o.id_field,
+        max_file_bytes=o.max_file_bytes,
+        max_error_fraction=o.max_error_fraction,
+        tokenizer_threads=o.tokenizer_threads,
+        options={k: v for k, v in options.get_all_options(drop_default=False).items()},
+    )

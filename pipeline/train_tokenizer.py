@@ -1,0 +1,66 @@
+"""``fimflow train-tokenizer``: a SentencePiece model suited to FIM on code.
+
+The model is trained by SentencePiece's own trainer with settings that make
+tokenization lossless for source code: byte fallback (no ``<unk>``), identity
+normalization, no dummy prefix, whitespace kept as is, and the FIM sentinels
+and pad as *control* symbols, so no text can ever encode to them.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable, Iterator
+
+import sentencepiece as spm
+
+from transforms.tokenizer import SpecialTokenNames
+
+# The trainer caps sentence length; source files are fed as line-aligned
+# pieces below this size so that newlines and indentation are learned too.
+MAX_SENTENCE_BYTES = 4096
+
+
+def _sentences(documents: Iterable[str]) -> Iterator[str]:
+    for doc in documents:
+        piece: list[str] = []
+        size = 0
+        for line in doc.splitlines(keepends=True):
+            line = line[:MAX_SENTENCE_BYTES // 4]
+            n = len(line.encode("utf-8"))
+            if size + n > MAX_SENTENCE_BYTES and piece:
+                yield "".join(piece)
+                piece, size = [], 0
+            piece.append(line)
+            size += n
+        if piece:
+            yield "".join(piece)
+
+
+def train_code_tokenizer(documents: Iterable[str], vocab_size: int = 8192,
+                         names: SpecialTokenNames = SpecialTokenNames(),
+                         max_sentences: int = 200_000) -> bytes:
+    """Trains a BPE model on ``documents`` and returns the serialized model."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=_sentences(documents),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        character_coverage=0.9995,
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+        split_digits=True,
+        max_sentence_length=MAX_SENTENCE_BYTES,
+        input_sentence_size=max_sentences,
+        shuffle_input_sentence=True,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+        unk_piece="<unk>", bos_piece="<s>", eos_piece=names.eot or "<eot>",
+        pad_piece=names.pad,
+        control_symbols=[names.fim_prefix, names.fim_middle, names.fim_suffix],
+        minloglevel=2,
+        num_threads=2,
+    )
+    return model.getvalue()

@@ -1,0 +1,33 @@
+"""fimflow: Fill-in-the-Middle training data at corpus scale on Apache Beam.
+
+Dataflow workers install this package from ``--setup_file``; the pins below
+are what the pipeline was tested with.
+"""
+
+import setuptools
+
+setuptools.setup(
+    name="fimflow",
+    version="0.1.0",
+    description="Fill-in-the-Middle training data on Apache Beam: tokenize, shuffle, pack, "
+                "FIM after chunking, TFRecords.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["pipeline", "transforms"],
+    package_data={"pipeline": ["assets/*.model"]},
+    install_requires=[
+        "apache-beam[gcp]==2.77.0",
+        "sentencepiece==0.2.1",
+        "tensorflow-cpu==2.21.0",
+        "google-cloud-storage>=2.14,<4",
+        "numpy>=1.26,<3",
+        "pyarrow>=14",
+        "zstandard>=0.22",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3"],
+    },
+    entry_points={"console_scripts": ["fimflow=pipeline.cli:main"]},
+)

@@ -1,0 +1,46 @@
+"""Checks of FIM output shared by unit and end-to-end tests."""
+
+from __future__ import annotations
+
+from transforms.fim import parse_segment
+from transforms.tokenizer import Tokenizer
+
+
+def render(tokenizer: Tokenizer, ids) -> bytes:
+    """Bytes of ``ids``, with ids that stand for no text shown as ``\\0<id>\\0``."""
+    return b"".join(tokenizer.piece_bytes[i] if tokenizer.piece_bytes[i] is not None
+                    else b"\0%d\0" % i for i in ids)
+
+
+def split_fragments(ids: list, eot: int) -> list[list]:
+    fragments, current = [], []
+    for t in ids:
+        if t == eot:
+            fragments.append(current)
+            current = []
+        else:
+            current.append(t)
+    if current:
+        fragments.append(current)
+    return fragments
+
+
+def segments(example_ids: list, segment_ids: list) -> list[list]:
+    out: dict = {}
+    for t, s in zip(example_ids, segment_ids):
+        if s:
+            out.setdefault(s, []).append(t)
+    return [out[s] for s in sorted(out)]
+
+
+def reassemble(tokenizer: Tokenizer, seg_ids: list, may_be_trimmed: bool = False) -> tuple[str, list[bytes]]:
+    """Mode of a segment and its text parts in document order.
+
+    One part, the whole fragment, unless the segment was cut by the trim (the
+    last segment of a full example without its ``<eot>``): then each part on
+    its own, since the trim may have cut the middle short.
+    """
+    part = parse_segment(seg_ids, tokenizer.special)
+    if part.mode == "truncated" or (may_be_trimmed and not part.eot and part.mode != "plain"):
+        return part.mode, [render(tokenizer, p) for p in (part.prefix, part.middle, part.suffix) if p]
+    return part.mode, [render(tokenizer, part.prefix + part.middle + part.suffix)]

@@ -1,0 +1,122 @@
+"""Each PTransform on a real runner (TestPipeline + assert_that)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.fim import ApplyFim, FimConfig
+from transforms.pack import Chunk, PackChunks, pack_bucket
+from transforms.read import Document, ReadDocuments
+from transforms.shuffle import ShuffleDocuments, shuffle_key
+from transforms.stats import MergeStats
+from transforms.tokenize import TokenizeDocuments, TokenizedDocument, content_hash
+from transforms.tokenizer import SpecialTokenNames, TokenizerHandle
+
+
+def test_read_documents_from_jsonl_gz_parquet_and_source_files(tmp_path):
+    (tmp_path / "a.jsonl").write_text(
+        '{"content": "doc one", "id": 1}\n'
+        "not json\n"
+        '{"text": "wrong field"}\n'
+        '{"content": 5}\n'
+        '{"content": "   "}\n'
+        "\ufeff" '{"content": "after bom"}\n', encoding="utf-8")
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"content": "gzipped"}) + "\n")
+    (tmp_path / "c.jsonl").write_bytes(b'{"content": "bad \xff utf8"}\n')
+    pq.write_table(pa.table({"content": ["row zero", None, "row two"]}), tmp_path / "d.parquet")
+    (tmp_path / "e.py").write_text("print('whole file')\n")
+    (tmp_path / "f.bin").write_bytes(b"\x00\x01\x02binary")
+    files = sorted(str(p) for p in tmp_path.iterdir())
+    with TestPipeline() as p:
+        out = p | ReadDocuments(files, "content", "id")
+        docs = out["documents"] | "DocText" >> beam.Map(lambda d: (d.source.rsplit("/", 1)[1], d.index, d.text))
+        reasons = out["rejected"] | "Reason" >> beam.Map(lambda r: (r.source.rsplit("/", 1)[1], r.index, r.reason))
+        assert_that(docs, equal_to([
+            ("a.jsonl", 0, "doc one"), ("a.jsonl", 5, "after bom"), ("b.jsonl.gz", 0, "gzipped"),
+            ("d.parquet", 0, "row zero"), ("d.parquet", 2, "row two"), ("e.py", 0, "print('whole file')\n"),
+        ]), label="documents")
+        assert_that(reasons, equal_to([
+            ("a.jsonl", 1, "invalid_json"), ("a.jsonl", 2, "missing_text_field"),
+            ("a.jsonl", 3, "text_not_string"), ("a.jsonl", 4, "empty_document"),
+            ("c.jsonl", 0, "invalid_utf8"), ("d.parquet", 1, "text_not_string"),
+            ("f.bin", 0, "binary_file"),
+        ]), label="rejected")
+
+
+def test_tokenize_documents_matches_the_document_encoder(code_model_path, code_tokenizer):
+    texts = ["def f():\n    return 1\n", "日本語 <fim_middle>", "x"]
+    expected = [(content_hash(t), tuple(code_tokenizer.encode_documents([t])[0]), code_tokenizer.count_special_text(t))
+                for t in texts]
+    with TestPipeline() as p:
+        out = (p | beam.Create([Document("s", i, t) for i, t in enumerate(texts)])
+               | TokenizeDocuments(TokenizerHandle(code_model_path, SpecialTokenNames()))
+               | beam.Map(lambda d: (d.content_hash, tuple(d.ids.tolist()), d.special_text)))
+        assert_that(out, equal_to(expected))
+
+
+def _tokenized(n: int) -> list[TokenizedDocument]:
+    return [TokenizedDocument(content_hash(str(i)), np.arange(i % 7 + 1, dtype=np.int32) + 10, 0)
+            for i in range(n)]
+
+
+def expected_buckets(docs, seed, num_buckets):
+    keyed = sorted((shuffle_key(seed, d.content_hash), d.content_hash) for d in docs)
+    return [(b, [h for k, h in keyed if k % num_buckets == b]) for b in range(num_buckets)]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_shuffle_groups_documents_into_seeded_buckets_in_hash_order(reverse):
+    docs = _tokenized(200)
+    with TestPipeline() as p:
+        out = (p | beam.Create(docs[::-1] if reverse else docs)
+               | ShuffleDocuments(7, num_buckets=3)
+               | beam.Map(lambda kv: (kv[0], [d.content_hash for d in kv[1]])))
+        assert_that(out, equal_to(expected_buckets(docs, 7, 3)))
+
+
+def test_shuffle_order_is_a_permutation_that_depends_on_the_seed():
+    docs = _tokenized(200)
+    orders = {seed: [h for _, hs in expected_buckets(docs, seed, 3) for h in hs] for seed in (7, 8)}
+    assert sorted(orders[7]) == sorted(d.content_hash for d in docs)
+    assert orders[7] != orders[8]
+    assert orders[7] != [d.content_hash for d in docs]
+
+
+def test_pack_chunks_cuts_exact_lengths_and_keeps_the_partial_tail():
+    docs = _tokenized(50)
+    stream = np.concatenate([np.append(d.ids, 2) for d in docs])
+    chunks = [c for c in pack_bucket(4, docs, 16, eot=2) if isinstance(c, Chunk)]
+    assert [len(c.ids) for c in chunks[:-1]] == [16] * (len(stream) // 16)
+    assert np.array_equal(np.concatenate([c.ids for c in chunks]), stream)
+    assert [c.index for c in chunks] == list(range(len(chunks))) and {c.bucket for c in chunks} == {4}
+    with TestPipeline() as p:
+        out = p | beam.Create([(4, docs)]) | PackChunks(16, eot=2)
+        stats = out["stats"] | MergeStats()
+        assert_that(out["chunks"] | beam.Map(lambda c: len(c.ids)),
+                    equal_to([len(c.ids) for c in chunks]), label="lengths")
+        assert_that(stats, equal_to([{"chunks": len(chunks), "documents": 50,
+                                      "document_tokens": int(sum(len(d.ids) for d in docs)),
+                                      "special_token_text_in_documents": 0}]), label="stats")
+
+
+def test_apply_fim_gives_one_full_length_example_per_chunk(code_model_path, code_tokenizer):
+    ids = code_tokenizer.encode_documents(["def a(x):\n    return x + 1\n"])[0] + [code_tokenizer.special.eot]
+    chunks = [Chunk(0, i, np.array((ids * 5)[i:i + 32])) for i in range(10)]
+    with TestPipeline() as p:
+        out = (p | beam.Create(chunks)
+               | ApplyFim(TokenizerHandle(code_model_path, SpecialTokenNames()), 3, FimConfig(32, rate=1.0)))
+        assert_that(out["examples"] | beam.Map(lambda e: (e.index, len(e.input_ids), len(e.segment_ids))),
+                    equal_to([(i, 32, 32) for i in range(10)]), label="examples")
+        fim = out["stats"] | MergeStats() | beam.Map(lambda s: s["examples"] == 10 and s["fim_fragments"] > 0)
+        assert_that(fim, equal_to([True]), label="stats")

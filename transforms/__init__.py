@@ -1,0 +1,5 @@
+"""Beam PTransforms of the fimflow pipeline, one stage per module.
+
+read -> tokenize -> shuffle -> pack -> fim -> write, composed in
+``pipeline.build``.
+"""

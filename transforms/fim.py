@@ -1,0 +1,446 @@
+"""Context-level Fill-in-the-Middle on packed chunks.
+
+In: ``Chunk`` elements (``context_length`` token ids cut from the packed
+stream, documents separated by ``<eot>``). Out: ``Example`` elements (three
+int64 arrays of exactly ``context_length``: ``input_ids``, ``segment_ids``,
+``positions``) and per-chunk statistics.
+
+Each chunk is split on ``<eot>`` into fragments. A fragment is transformed
+with probability ``rate`` into PSM ``<pre> P <suf> S <mid> M`` or, with
+probability ``spm_rate``, SPM (variant 2 of the FIM paper)
+``<pre> <suf> S <mid> P M``; fragments are re-joined with ``<eot>``, trimmed to
+the context length and padded at the tail.
+
+The transform works on the bytes that pieces stand for, never on ``decode``:
+bytes of a character cut in two by a chunk boundary stay as their original
+byte pieces, and prefix, middle and suffix are re-encoded by the tokenizer's
+fragment encoder, so the bytes of P+M+S are exactly the bytes of the fragment.
+All randomness comes from a ``random.Random`` seeded by the run seed and the
+chunk's identity, so a retried bundle produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+from collections import Counter
+from typing import NamedTuple, Optional, Sequence, Union
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.pack import Chunk
+from transforms.tokenizer import Tokenizer, TokenizerHandle
+
+SPAN_UNITS = ("char", "line", "token")
+TRIM_POLICIES = ("paper", "keep_middle")
+
+# A fragment as FIM sees it: text it may cut anywhere, and runs of original ids
+# it must keep whole (partial characters at a chunk edge, ids with no text).
+Part = Union[str, tuple]
+
+
+@dataclasses.dataclass(frozen=True)
+class FimConfig:
+    """How fragments are transformed; see the CLI help for each field."""
+
+    context_length: int
+    rate: float = 0.5
+    spm_rate: float = 0.5
+    span_unit: str = "char"
+    trim: str = "paper"
+    max_middle_tokens: int = 0
+    min_fragment_tokens: int = 0
+
+
+class Example(NamedTuple):
+    """One training example, identified by the chunk it came from."""
+
+    bucket: int
+    index: int
+    input_ids: np.ndarray
+    segment_ids: np.ndarray
+    positions: np.ndarray
+
+
+def chunk_rng(seed: int, bucket: int, index: int) -> random.Random:
+    digest = hashlib.blake2b(f"fim:{seed}:{bucket}:{index}".encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "little"))
+
+
+def _token_offsets(chunks: Sequence[bytes]) -> list[int]:
+    offsets = [0]
+    for c in chunks:
+        offsets.append(offsets[-1] + len(c))
+    return offsets
+
+
+def _incomplete_tail(data: bytes, start: int) -> int:
+    """Length of a UTF-8 sequence at the end of ``data[start:]`` that lacks its last bytes."""
+    end = len(data)
+    p = end - 1
+    while p >= start and end - p <= 3 and (data[p] & 0xC0) == 0x80:
+        p -= 1
+    if p < start:
+        return 0
+    lead = data[p]
+    need = 2 if 0xC0 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 4 if 0xF0 <= lead < 0xF8 else 1
+    return end - p if end - p < need else 0
+
+
+def _text_run_parts(ids: list, surfaces: list, stats: Counter) -> list:
+    """Parts of a run of ids that all stand for bytes."""
+    data = b"".join(surfaces)
+    lead = 0
+    while lead < len(data) and (data[lead] & 0xC0) == 0x80:
+        lead += 1
+    tail = _incomplete_tail(data, lead)
+    offsets = _token_offsets(surfaces)
+    try:
+        k_lead = offsets.index(lead)
+        k_tail = offsets.index(len(data) - tail)
+        text = data[lead:len(data) - tail].decode("utf-8")
+    except ValueError:
+        # Not valid UTF-8 inside (ids that did not come from encoding text):
+        # keep the run whole rather than guess.
+        stats["fragments_kept_whole_invalid_utf8"] += 1
+        return [tuple(ids)]
+    parts: list = []
+    if k_lead:
+        parts.append(tuple(ids[:k_lead]))
+        stats["partial_character_edges"] += 1
+    if text:
+        parts.append(text)
+    if k_tail < len(ids):
+        parts.append(tuple(ids[k_tail:]))
+        stats["partial_character_edges"] += 1
+    return parts
+
+
+def fragment_parts(ids: list, tokenizer: Tokenizer, stats: Counter) -> list:
+    """Splits a fragment into text FIM may cut and id runs it must keep whole."""
+    table = tokenizer.piece_bytes
+    surfaces = [table[i] for i in ids]
+    if None not in surfaces:
+        return _text_run_parts(ids, surfaces, stats)
+    parts: list = []
+    start = 0
+    for k, s in enumerate(surfaces + [None]):
+        if s is None:
+            if k > start:
+                parts.extend(_text_run_parts(ids[start:k], surfaces[start:k], stats))
+            if k < len(ids):
+                parts.append((ids[k],))
+            start = k + 1
+    return _merge_id_runs(parts)
+
+
+def _merge_id_runs(parts: list) -> list:
+    merged: list = []
+    for part in parts:
+        if merged and isinstance(part, tuple) and isinstance(merged[-1], tuple):
+            merged[-1] = merged[-1] + part
+        elif part != "" and part != ():
+            merged.append(part)
+    return merged
+
+
+def _unit_length(part: Part) -> int:
+    return len(part) if isinstance(part, str) else 1
+
+
+def cut_candidates(parts: list, span_unit: str) -> Optional[list]:
+    """Positions where cut points may fall; ``None`` means every position 0..N."""
+    if span_unit == "char":
+        return None
+    if span_unit != "line":
+        raise ValueError(f"unknown span unit {span_unit!r}")
+    positions = [0]
+    offset = 0
+    for part in parts:
+        if isinstance(part, str):
+            start = 0
+            while (nl := part.find("\n", start)) >= 0:
+                positions.append(offset + nl + 1)
+                start = nl + 1
+        offset += _unit_length(part)
+    if positions[-1] != offset:
+        positions.append(offset)
+    return positions
+
+
+def split_parts(parts: list, i: int, j: int) -> tuple[list, list, list]:
+    """Cuts ``parts`` at unit positions ``i <= j`` into prefix, middle, suffix."""
+    out: tuple[list, list, list] = ([], [], [])
+    offset = 0
+    for part in parts:
+        n = _unit_length(part)
+        if isinstance(part, str):
+            a, b = min(max(i - offset, 0), n), min(max(j - offset, 0), n)
+            for target, piece in zip(out, (part[:a], part[a:b], part[b:])):
+                if piece:
+                    target.append(piece)
+        else:
+            target = out[0] if offset < i else out[1] if offset < j else out[2]
+            target.append(part)
+        offset += n
+    return out
+
+
+def _encode_parts(groups: list[list], tokenizer: Tokenizer) -> list[list[int]]:
+    """Token ids of each group of parts, text re-encoded in one batch call."""
+    texts = [p for group in groups for p in group if isinstance(p, str)]
+    encoded = iter(tokenizer.encode_fragments(texts)) if texts else iter(())
+    result = []
+    for group in groups:
+        ids: list[int] = []
+        for p in group:
+            ids.extend(next(encoded) if isinstance(p, str) else p)
+        result.append(ids)
+    return result
+
+
+class _Draws(NamedTuple):
+    """The random choices for one transformed fragment, as fractions of its length."""
+
+    cut_a: float
+    cut_b: float
+    spm: bool
+
+
+def _draw(rng: random.Random, config: FimConfig) -> Optional[_Draws]:
+    if rng.random() >= config.rate:
+        return None
+    return _Draws(rng.random(), rng.random(), rng.random() < config.spm_rate)
+
+
+def _cut_groups(ids: list, draws: _Draws, config: FimConfig, tokenizer: Tokenizer,
+                stats: Counter) -> list:
+    """Prefix, middle and suffix of a fragment as parts, cut where ``draws`` say."""
+    if config.span_unit == "token":
+        n = len(ids)
+        i, j = sorted(min(int(u * (n + 1)), n) for u in (draws.cut_a, draws.cut_b))
+        return [[tuple(ids[:i])], [tuple(ids[i:j])], [tuple(ids[j:])]]
+    parts = fragment_parts(ids, tokenizer, stats)
+    candidates = cut_candidates(parts, config.span_unit)
+    if candidates is None:
+        n = sum(_unit_length(p) for p in parts)
+        i, j = sorted(min(int(u * (n + 1)), n) for u in (draws.cut_a, draws.cut_b))
+    else:
+        k = len(candidates)
+        i, j = sorted(candidates[min(int(u * k), k - 1)] for u in (draws.cut_a, draws.cut_b))
+    return list(split_parts(parts, i, j))
+
+
+def _cap_middle(middle: list, suffix: list, cap: int,
+                tokenizer: Tokenizer) -> tuple[list, list]:
+    """Moves the end of a middle longer than ``cap`` ids into the suffix.
+
+    The cut goes back to a character boundary so that no character is split
+    between middle and suffix; the bytes of middle + suffix do not change.
+    """
+    if cap <= 0 or len(middle) <= cap:
+        return middle, suffix
+    table = tokenizer.piece_bytes
+    k = cap
+    while k > 0 and (s := table[middle[k]]) and (s[0] & 0xC0) == 0x80:
+        k -= 1
+    return middle[:k], middle[k:] + suffix
+
+
+def fim_form(ids: list, draws: _Draws, config: FimConfig, tokenizer: Tokenizer,
+             stats: Counter) -> list[int]:
+    """The FIM form of one fragment, sentinels included, without its ``<eot>``."""
+    groups = _cut_groups(ids, draws, config, tokenizer, stats)
+    prefix, middle, suffix = _encode_parts(groups, tokenizer)
+    middle, suffix = _cap_middle(middle, suffix, config.max_middle_tokens, tokenizer)
+    sp = tokenizer.special
+    if draws.spm:
+        return [sp.fim_prefix, sp.fim_suffix, *suffix, sp.fim_middle, *prefix, *middle]
+    return [sp.fim_prefix, *prefix, sp.fim_suffix, *suffix, sp.fim_middle, *middle]
+
+
+# Re-tokenization can change a shortened fragment's length again; a few
+# attempts converge in practice, after which the fragment stays plain.
+_FIT_ATTEMPTS = 4
+
+
+def _fit_fim_form(ids: list, fim: list, room: int, draws: _Draws, config: FimConfig,
+                  tokenizer: Tokenizer, stats: Counter) -> tuple[Optional[list], int]:
+    """For ``keep_middle``: the FIM form of the longest head of ``ids`` that fits in ``room``.
+
+    Returns the form and how many ids of the fragment it covers, or ``(None, 0)``.
+    The same draws cut the shorter fragment, so prefix, middle and suffix stay
+    whole and only the fragment's tail is left out.
+    """
+    n = len(ids)
+    for _ in range(_FIT_ATTEMPTS):
+        if len(fim) <= room:
+            return fim, n
+        n -= len(fim) - room
+        if n < 1:
+            break
+        fim = fim_form(ids[:n], draws, config, tokenizer, stats)
+    return (fim, n) if len(fim) <= room and n >= 1 else (None, 0)
+
+
+FRAGMENT_HISTOGRAM_PREFIX = "fragment_tokens_le_"
+
+
+def _fragment_bucket(n: int) -> str:
+    return f"{FRAGMENT_HISTOGRAM_PREFIX}{1 << max(n - 1, 0).bit_length()}"
+
+
+def _fragments(ids: list, eot: int):
+    """``(fragment, followed_by_eot, next_start)`` for each fragment of a chunk."""
+    start = 0
+    while start < len(ids):
+        try:
+            end = ids.index(eot, start)
+        except ValueError:
+            yield ids[start:], False, len(ids)
+            return
+        yield ids[start:end], True, end + 1
+        start = end + 1
+
+
+def fim_chunk(chunk: Chunk, seed: int, config: FimConfig,
+              tokenizer: Tokenizer) -> tuple[Example, Counter]:
+    """Applies context-level FIM to one chunk; returns the example and its statistics."""
+    stats: Counter = Counter()
+    sp = tokenizer.special
+    rng = chunk_rng(seed, chunk.bucket, chunk.index)
+    ids = chunk.ids.tolist()
+    L = config.context_length
+    out_ids: list[int] = []
+    out_seg: list[int] = []
+    out_pos: list[int] = []
+    segment = 0
+    for fragment, with_eot, next_start in _fragments(ids, sp.eot):
+        if len(out_ids) >= L:
+            # Earlier FIM forms grew past the context: the rest of the chunk is
+            # trimmed away whole and never counted as fragments.
+            stats["trimmed_tokens"] += len(ids) - (next_start - len(fragment) - with_eot)
+            break
+        segment += 1
+        tokens = fragment
+        covered = len(fragment)
+        if fragment:
+            stats["fragments"] += 1
+            stats[_fragment_bucket(len(fragment))] += 1
+            draws = _draw(rng, config)
+            if draws is not None and len(fragment) >= config.min_fragment_tokens:
+                fim = fim_form(fragment, draws, config, tokenizer, stats)
+                if config.trim == "keep_middle":
+                    fim, covered = _fit_fim_form(fragment, fim, L - len(out_ids), draws, config,
+                                                 tokenizer, stats)
+                if fim is None:
+                    covered = len(fragment)
+                    stats["fim_fragments_left_plain_no_room"] += 1
+                else:
+                    tokens = fim
+                    stats["fim_fragments"] += 1
+                    stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
+                    stats["fim_tokens"] += min(len(fim) + with_eot, L - len(out_ids))
+        shortened = covered < len(fragment)
+        if with_eot and not shortened:
+            tokens = tokens + [sp.eot]
+        out_ids.extend(tokens)
+        out_seg.extend([segment] * len(tokens))
+        out_pos.extend(range(len(tokens)))
+        if shortened:
+            # The fragment's document goes on past what fitted: no <eot>, and
+            # nothing after it in this example.
+            stats["fim_fragments_shortened_to_fit"] += 1
+            stats["trimmed_tokens"] += len(fragment) - covered + with_eot + len(ids) - next_start
+            break
+    stats["examples"] += 1
+    stats["chunk_tokens"] += len(ids)
+    if len(out_ids) > L:
+        stats["trimmed_tokens"] += len(out_ids) - L
+        del out_ids[L:], out_seg[L:], out_pos[L:]
+    pad = L - len(out_ids)
+    stats["padding_tokens"] += pad
+    stats["example_tokens"] += L - pad
+    example = Example(
+        chunk.bucket, chunk.index,
+        np.array(out_ids + [sp.pad] * pad, dtype=np.int64),
+        np.array(out_seg + [0] * pad, dtype=np.int64),
+        np.array(out_pos + [0] * pad, dtype=np.int64))
+    return example, stats
+
+
+class FimSegment(NamedTuple):
+    """One segment of an example read back: ``mode`` is plain, psm, spm or truncated."""
+
+    mode: str
+    prefix: list
+    middle: list
+    suffix: list
+    eot: bool
+
+
+def parse_segment(ids: list, special) -> FimSegment:
+    """Splits one segment's ids into prefix, middle and suffix in document order.
+
+    A plain fragment is all prefix. ``truncated`` is a FIM example the trim
+    cut before its middle sentinel; its parts are returned as far as present.
+    """
+    eot = bool(ids) and ids[-1] == special.eot
+    body = ids[:-1] if eot else ids
+    if not body or body[0] != special.fim_prefix:
+        return FimSegment("plain", body, [], [], eot)
+    spm = len(body) > 1 and body[1] == special.fim_suffix
+    rest = body[2:] if spm else body[1:]
+    if spm:
+        if special.fim_middle not in rest:
+            return FimSegment("truncated", [], [], rest, eot)
+        m = rest.index(special.fim_middle)
+        # SPM puts prefix and middle after <mid> as one run; their split is
+        # not marked in the tokens, so the run is reported as the middle.
+        return FimSegment("spm", [], rest[m + 1:], rest[:m], eot)
+    if special.fim_suffix not in rest:
+        return FimSegment("truncated", rest, [], [], eot)
+    f = rest.index(special.fim_suffix)
+    after = rest[f + 1:]
+    if special.fim_middle not in after:
+        return FimSegment("truncated", rest[:f], [], after, eot)
+    m = after.index(special.fim_middle)
+    return FimSegment("psm", rest[:f], after[m + 1:], after[:m], eot)
+
+
+STATS_TAG = "stats"
+
+
+class _FimChunkFn(beam.DoFn):
+    def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
+        self._tokenizer_handle = tokenizer
+        self._seed = seed
+        self._config = config
+        self._fim = beam.metrics.Metrics.counter("fim", "fim_fragments")
+        self._fragments = beam.metrics.Metrics.counter("fim", "fragments")
+        self._trimmed = beam.metrics.Metrics.counter("fim", "trimmed_tokens")
+
+    def setup(self):
+        self._tokenizer = self._tokenizer_handle.acquire()
+
+    def process(self, chunk: Chunk):
+        example, stats = fim_chunk(chunk, self._seed, self._config, self._tokenizer)
+        self._fim.inc(stats["fim_fragments"])
+        self._fragments.inc(stats["fragments"])
+        self._trimmed.inc(stats["trimmed_tokens"])
+        yield example
+        yield beam.pvalue.TaggedOutput(STATS_TAG, stats)
+
+
+class ApplyFim(beam.PTransform):
+    """``PCollection[Chunk]`` -> ``{'examples': PCollection[Example], 'stats': PCollection[Counter]}``."""
+
+    def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
+        super().__init__()
+        self._fn = _FimChunkFn(tokenizer, seed, config)
+
+    def expand(self, chunks):
+        results = chunks | beam.ParDo(self._fn).with_outputs(STATS_TAG, main="examples")
+        return {"examples": results.examples, "stats": results[STATS_TAG]}

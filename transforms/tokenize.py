@@ -1,0 +1,69 @@
+"""Tokenizing documents with the document encoder.
+
+In: ``Document``. Out: ``TokenizedDocument`` (int32 ids without ``<eot>``, a
+content hash that is the document's identity for the seeded shuffle, and how
+many literal special-token strings the text contained).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.read import Document
+from transforms.tokenizer import TokenizerHandle
+
+TOKEN_DTYPE = np.int32
+
+
+class TokenizedDocument(NamedTuple):
+    content_hash: bytes
+    ids: np.ndarray
+    special_text: int
+
+
+def content_hash(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=16).digest()
+
+
+class _TokenizeBatchFn(beam.DoFn):
+    def __init__(self, tokenizer: TokenizerHandle, num_threads: int):
+        self._tokenizer_handle = tokenizer
+        self._num_threads = num_threads
+        self._documents = beam.metrics.Metrics.counter("tokenize", "documents")
+        self._tokens = beam.metrics.Metrics.counter("tokenize", "tokens")
+        self._special = beam.metrics.Metrics.counter("tokenize", "special_token_text_in_documents")
+
+    def setup(self):
+        self._tokenizer = self._tokenizer_handle.acquire()
+
+    def process(self, batch: list[Document]):
+        tokenizer = self._tokenizer
+        encoded = tokenizer.encode_documents([d.text for d in batch], num_threads=self._num_threads)
+        for doc, ids in zip(batch, encoded):
+            special = tokenizer.count_special_text(doc.text)
+            self._documents.inc()
+            self._tokens.inc(len(ids))
+            self._special.inc(special)
+            yield TokenizedDocument(content_hash(doc.text), np.asarray(ids, dtype=TOKEN_DTYPE), special)
+
+
+class TokenizeDocuments(beam.PTransform):
+    """``PCollection[Document]`` -> ``PCollection[TokenizedDocument]``.
+
+    Documents are encoded in batches so SentencePiece's batch API (and its
+    threads) amortize the per-call cost.
+    """
+
+    def __init__(self, tokenizer: TokenizerHandle, num_threads: int = 1, max_batch_size: int = 64):
+        super().__init__()
+        self._fn = _TokenizeBatchFn(tokenizer, num_threads)
+        self._max_batch_size = max_batch_size
+
+    def expand(self, documents):
+        return (documents
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max_batch_size)
+                | "Encode" >> beam.ParDo(self._fn))
