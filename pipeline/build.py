@@ -12,7 +12,7 @@ import apache_beam as beam
 
 from pipeline import __version__
 from pipeline.options import RunPlan
-from transforms.fim import ApplyFim
+from transforms.fim import ApplyDocumentFim, ApplyFim
 from transforms.pack import PackChunks
 from transforms.read import ReadDocuments
 from transforms.shuffle import ShuffleDocuments
@@ -32,7 +32,7 @@ def static_metadata(plan: RunPlan) -> dict:
         "vocab_size": plan.tokenizer.vocab_size,
         "special_tokens": plan.tokenizer.special.as_dict(),
         "features": ["input_ids", "segment_ids", "positions"],
-        "fim": {"level": "context", "rate": fim.rate, "spm_rate": fim.spm_rate,
+        "fim": {"level": fim.level, "rate": fim.rate, "spm_rate": fim.spm_rate,
                 "spm_variant": "prefix_suffix_sentinels_then_suffix_middle_prefix_middle",
                 "span_unit": fim.span_unit, "trim": fim.trim,
                 "max_middle_tokens": fim.max_middle_tokens,
@@ -51,13 +51,18 @@ def build_pipeline(p: beam.Pipeline, plan: RunPlan) -> None:
     tokenizer = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names)
     read = p | "Read" >> ReadDocuments(plan.files, plan.text_field, plan.id_field, plan.max_file_bytes)
     tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(tokenizer, plan.tokenizer_threads)
+    stats = []
+    if plan.fim.level == "document":
+        document_fim = tokenized | "DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)
+        tokenized = document_fim["documents"]
+        stats.append(document_fim["stats"])
     buckets = tokenized | "Shuffle" >> ShuffleDocuments(plan.seed, plan.num_buckets)
     packed = buckets | "Pack" >> PackChunks(plan.fim.context_length, plan.tokenizer.special.eot)
     fim = packed["chunks"] | "Fim" >> ApplyFim(tokenizer, plan.seed, plan.fim)
     shards = fim["examples"] | "WriteExamples" >> WriteExamples(plan.output, plan.num_shards, plan.seed)
     error_shards = read["rejected"] | "WriteRejected" >> WriteRejected(plan.output)
     rejected = read["rejected"] | "RejectedStats" >> beam.Map(rejected_stats)
-    stats = ((packed["stats"], fim["stats"], rejected)
+    stats = ((*stats, packed["stats"], fim["stats"], rejected)
              | "AllStats" >> beam.Flatten()
              | "MergeStats" >> MergeStats())
     _ = stats | "WriteMetadata" >> WriteMetadata(

@@ -72,12 +72,13 @@ def format_summary(metadata: dict, seconds: float, input_bytes: int) -> str:
     measured = metadata["measured"]
     errors = metadata["errors"]
     mb = input_bytes / 1e6
+    unit = "documents" if metadata["fim"]["level"] == "document" else "fragments"
     lines = [
         f"documents      {counts.get('documents', 0):,} ({errors['records_rejected']:,} records rejected)",
         f"tokens         {counts.get('document_tokens', 0):,}",
         f"examples       {counts.get('examples', 0):,} x {metadata['context_length']} tokens "
         f"in {len(metadata['files'])} file(s)",
-        f"FIM            {measured['fim_fragment_share']:.1%} of {counts.get('fragments', 0):,} fragments "
+        f"FIM            {measured['fim_rate_observed']:.1%} of {counts.get('fim_candidates', 0):,} {unit} "
         f"({measured['spm_share_of_fim']:.1%} SPM), {measured['fim_token_share']:.1%} of tokens",
         f"trimmed        {counts.get('trimmed_tokens', 0):,} tokens, padding {measured['padding_share']:.2%}",
         f"time           {seconds:.1f} s, {mb / seconds:.2f} MB/s of input, "

@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import defaults
-from transforms.fim import SPAN_UNITS, TRIM_POLICIES, FimConfig
+from transforms.fim import FIM_LEVELS, SPAN_UNITS, TRIM_POLICIES, FimConfig
 from transforms.read import COMPRESSION_SUFFIXES, PARQUET_SUFFIXES
 from transforms.tokenizer import SpecialTokenNames, Tokenizer, TokenizerError, read_model_bytes
 from transforms.write import METADATA_FILE
@@ -51,6 +51,9 @@ class FimflowOptions(PipelineOptions):
         add("--fim_spm_rate", type=float, default=0.5, help="Probability that a FIM example uses SPM order.")
         add("--fim_span_unit", choices=SPAN_UNITS, default="char",
             help="Where cut points may fall: any character (the paper), line starts, or token boundaries.")
+        add("--fim_level", choices=FIM_LEVELS, default="context",
+            help="context: FIM per fragment after packing (the paper's method); document: FIM on whole "
+                 "documents before packing, for ablations (cut examples are counted).")
         add("--fim_trim", choices=TRIM_POLICIES, default="paper",
             help="paper: cut the context at context_length even inside a FIM example; "
                  "keep_middle: leave a fragment plain when its FIM form would not fit.")
@@ -178,7 +181,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         tokenizer_path=tokenizer_path,
         tokenizer=tokenizer,
         fim=FimConfig(o.context_length, o.fim_rate, o.fim_spm_rate, o.fim_span_unit, o.fim_trim,
-                      o.fim_max_middle_tokens, o.fim_min_fragment_tokens),
+                      o.fim_max_middle_tokens, o.fim_min_fragment_tokens, o.fim_level),
         seed=o.seed,
         num_buckets=o.num_buckets or max(2, math.ceil(text_bytes / TARGET_BUCKET_INPUT_BYTES)),
         num_shards=o.num_shards or max(1, math.ceil(text_bytes / TARGET_SHARD_INPUT_BYTES)),

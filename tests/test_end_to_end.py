@@ -57,7 +57,7 @@ def check_dataset(out: Path, metadata: dict, tokenizer: Tokenizer, docs: list[st
     assert modes["psm"] + modes["spm"] + modes["truncated"] == counts["fim_fragments"]
     assert counts["psm_fragments"] + counts["spm_fragments"] == counts["fim_fragments"]
     n = counts["fragments"]
-    share = metadata["measured"]["fim_fragment_share"]
+    share = metadata["measured"]["fim_rate_observed"]
     assert abs(share - 0.5) < 4 * (0.25 / n) ** 0.5, (share, n)
     spm = metadata["measured"]["spm_share_of_fim"]
     assert abs(spm - 0.5) < 4 * (0.25 / counts["fim_fragments"]) ** 0.5
@@ -157,3 +157,30 @@ def test_bundled_tokenizer_has_the_sentinels_as_control_symbols():
     for name in ("fim_prefix", "fim_middle", "fim_suffix", "pad", "eot"):
         assert proto.pieces[getattr(tokenizer.special, name)].type == PieceType.CONTROL
     assert proto.trainer_spec.byte_fallback and not proto.normalizer_spec.add_dummy_prefix
+
+
+def test_document_level_fim_counts_the_examples_packing_cuts_apart(tmp_path, jsonl_corpus, code_model_path,
+                                                                  code_tokenizer):
+    corpus, docs = jsonl_corpus
+    metadata = build(corpus, tmp_path / "doc", code_model_path, "--fim_level", "document")
+    counts = metadata["counts"]
+    assert metadata["fim"]["level"] == "document"
+    assert counts["fim_candidates"] == len(docs)
+    assert abs(metadata["measured"]["fim_rate_observed"] - 0.5) < 4 * (0.25 / len(docs)) ** 0.5
+    # Documents are longer than the context here, so most document-level examples are cut.
+    assert counts["document_fim_examples_cut"] > counts["fim_fragments"] / 2
+    context = build(corpus, tmp_path / "ctx", code_model_path)
+    assert "document_fim_examples_cut" not in context["counts"]
+
+
+def test_inspect_shows_segments_with_the_middle_marked(tmp_path, jsonl_corpus, code_model_path, capsys):
+    corpus, _ = jsonl_corpus
+    build(corpus, tmp_path / "out", code_model_path)
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "out"), "--n", "20", "--color", "always"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("=== example") == 20
+    assert "segment 1" in out and ("psm" in out or "spm" in out)
+    assert "\u27e6" in out and "\033[" in out
+    assert main(["inspect", str(tmp_path / "out"), "--n", "1", "--color", "never"]) == 0
+    assert "\033[" not in capsys.readouterr().out

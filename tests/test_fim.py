@@ -206,3 +206,22 @@ def test_min_fragment_tokens_leaves_short_fragments_plain(code_tokenizer):
     modes = [parse_segment(s, code_tokenizer.special).mode
              for s in segments(example.input_ids.tolist(), example.segment_ids.tolist())]
     assert modes[0] == "plain" and modes[1] in ("psm", "spm")
+
+
+@pytest.mark.parametrize("tokenizer_name", ["code_tokenizer", "llama_tokenizer"])
+def test_document_level_fim_reassembles_the_document(request, tokenizer_name):
+    from transforms.fim import fim_document
+    from transforms.tokenize import TokenizedDocument, content_hash
+
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    modes = Counter()
+    for i in range(30):
+        text = f"document {i}: 日本語 🎉 " + "x = y + z\n" * (i + 1)
+        ids = np.array(tokenizer.encode_documents([text])[0], dtype=np.int32)
+        doc, stats = fim_document(TokenizedDocument(content_hash(text), ids, 0), 2,
+                                  FimConfig(64, rate=0.8), tokenizer)
+        mode, parts = reassemble(tokenizer, doc.ids.tolist())
+        modes[mode] += 1
+        assert parts == [render(tokenizer, ids.tolist())]
+        assert stats["fim_candidates"] == 1 and stats["fim_fragments"] == (mode != "plain")
+    assert modes["plain"] and modes["psm"] and modes["spm"]

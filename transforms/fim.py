@@ -31,9 +31,11 @@ import apache_beam as beam
 import numpy as np
 
 from transforms.pack import Chunk
+from transforms.tokenize import TokenizedDocument
 from transforms.tokenizer import Tokenizer, TokenizerHandle
 
 SPAN_UNITS = ("char", "line", "token")
+FIM_LEVELS = ("context", "document")
 TRIM_POLICIES = ("paper", "keep_middle")
 
 # A fragment as FIM sees it: text it may cut anywhere, and runs of original ids
@@ -52,6 +54,7 @@ class FimConfig:
     trim: str = "paper"
     max_middle_tokens: int = 0
     min_fragment_tokens: int = 0
+    level: str = "context"
 
 
 class Example(NamedTuple):
@@ -64,9 +67,13 @@ class Example(NamedTuple):
     positions: np.ndarray
 
 
-def chunk_rng(seed: int, bucket: int, index: int) -> random.Random:
-    digest = hashlib.blake2b(f"fim:{seed}:{bucket}:{index}".encode(), digest_size=8).digest()
+def _rng(*identity) -> random.Random:
+    digest = hashlib.blake2b(repr(identity).encode(), digest_size=8).digest()
     return random.Random(int.from_bytes(digest, "little"))
+
+
+def chunk_rng(seed: int, bucket: int, index: int) -> random.Random:
+    return _rng("fim", seed, bucket, index)
 
 
 def _token_offsets(chunks: Sequence[bytes]) -> list[int]:
@@ -305,6 +312,15 @@ def _fragments(ids: list, eot: int):
         start = end + 1
 
 
+def _count_document_fim(fragment: list, with_eot: bool, first: bool, sp, stats: Counter):
+    """Counts document-level FIM examples that the chunk boundary cut apart."""
+    if sp.fim_middle not in fragment and sp.fim_prefix not in fragment:
+        return
+    stats["fim_tokens"] += len(fragment) + with_eot
+    if not with_eot or (first and fragment[0] != sp.fim_prefix):
+        stats["document_fim_examples_cut"] += 1
+
+
 def fim_chunk(chunk: Chunk, seed: int, config: FimConfig,
               tokenizer: Tokenizer) -> tuple[Example, Counter]:
     """Applies context-level FIM to one chunk; returns the example and its statistics."""
@@ -329,7 +345,12 @@ def fim_chunk(chunk: Chunk, seed: int, config: FimConfig,
         if fragment:
             stats["fragments"] += 1
             stats[_fragment_bucket(len(fragment))] += 1
-            draws = _draw(rng, config)
+            if config.level == "document":
+                _count_document_fim(fragment, with_eot, segment == 1, sp, stats)
+                draws = None
+            else:
+                stats["fim_candidates"] += 1
+                draws = _draw(rng, config)
             if draws is not None and len(fragment) >= config.min_fragment_tokens:
                 fim = fim_form(fragment, draws, config, tokenizer, stats)
                 if config.trim == "keep_middle":
@@ -432,6 +453,51 @@ class _FimChunkFn(beam.DoFn):
         self._trimmed.inc(stats["trimmed_tokens"])
         yield example
         yield beam.pvalue.TaggedOutput(STATS_TAG, stats)
+
+
+def fim_document(doc: TokenizedDocument, seed: int, config: FimConfig,
+                 tokenizer: Tokenizer) -> tuple[TokenizedDocument, Counter]:
+    """Document-level FIM (before packing), for the paper's ablation; seeded by the content."""
+    stats: Counter = Counter({"fim_candidates": 1})
+    draws = _draw(_rng("document-fim", seed, doc.content_hash), config)
+    if draws is None or len(doc.ids) < max(config.min_fragment_tokens, 1):
+        return doc, stats
+    ids = fim_form(doc.ids.tolist(), draws, config, tokenizer, stats)
+    stats["fim_fragments"] += 1
+    stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
+    return doc._replace(ids=np.asarray(ids, dtype=doc.ids.dtype)), stats
+
+
+class _FimDocumentFn(beam.DoFn):
+    def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
+        self._tokenizer_handle = tokenizer
+        self._seed = seed
+        self._config = config
+
+    def setup(self):
+        self._tokenizer = self._tokenizer_handle.acquire()
+
+    def process(self, doc: TokenizedDocument):
+        doc, stats = fim_document(doc, self._seed, self._config, self._tokenizer)
+        yield doc
+        yield beam.pvalue.TaggedOutput(STATS_TAG, stats)
+
+
+class ApplyDocumentFim(beam.PTransform):
+    """``PCollection[TokenizedDocument]`` -> ``{'documents': ..., 'stats': PCollection[Counter]}``.
+
+    Whole documents become FIM examples before packing: the common but worse
+    method, kept for ablations. Packing later cuts some of them apart; the
+    chunk stage counts those as ``document_fim_examples_cut``.
+    """
+
+    def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
+        super().__init__()
+        self._fn = _FimDocumentFn(tokenizer, seed, config)
+
+    def expand(self, documents):
+        results = documents | beam.ParDo(self._fn).with_outputs(STATS_TAG, main="documents")
+        return {"documents": results.documents, "stats": results[STATS_TAG]}
 
 
 class ApplyFim(beam.PTransform):

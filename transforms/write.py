@@ -156,13 +156,13 @@ def _ratio(a: float, b: float) -> float:
 
 def summarize(stats: dict) -> dict:
     """The derived measurements metadata.json reports next to the raw counts."""
-    fragments = stats.get("fragments", 0)
     fim = stats.get("fim_fragments", 0)
     padding = stats.get("padding_tokens", 0)
     histogram = {int(k[len(FRAGMENT_HISTOGRAM_PREFIX):]): v
                  for k, v in stats.items() if k.startswith(FRAGMENT_HISTOGRAM_PREFIX)}
     return {
-        "fim_fragment_share": _ratio(fim, fragments),
+        # Transformed share of what could be: fragments (context level) or documents (document level).
+        "fim_rate_observed": _ratio(fim, stats.get("fim_candidates", 0)),
         "fim_token_share": _ratio(stats.get("fim_tokens", 0), stats.get("example_tokens", 0)),
         "spm_share_of_fim": _ratio(stats.get("spm_fragments", 0), fim),
         "padding_share": _ratio(padding, padding + stats.get("example_tokens", 0)),

@@ -1,0 +1,71 @@
+"""The README's promises: its commands, the default job, the CLI entry points."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline import cli, defaults
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    return re.findall(r"```\n(python3 -m venv .*)\n```", (ROOT / "README.md").read_text())
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    install_and_run, install_and_test = readme_commands()
+    assert install_and_run.endswith("fimflow run") and "pytest" in install_and_test
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert ci_lines == [install_and_test]
+
+
+def test_readme_documents_every_run_option():
+    import argparse
+
+    from pipeline.options import FimflowOptions
+
+    parser = argparse.ArgumentParser()
+    FimflowOptions._add_argparse_args(parser)
+    readme = (ROOT / "README.md").read_text()
+    flags = [a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert [f for f in flags if f"`{f}" not in readme] == []
+
+
+def test_default_run_builds_a_dataset_in_fimflow_out_and_prints_a_summary(tmp_path, monkeypatch, capsys):
+    # The default corpus is the whole standard library; a slice keeps the test fast.
+    monkeypatch.setattr(defaults, "default_corpus_files", _stdlib_slice)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--context_length", "512"]) == 0
+    metadata = json.loads((tmp_path / defaults.DEFAULT_OUTPUT / "metadata.json").read_text())
+    assert metadata["counts"]["documents"] > 0
+    assert metadata["tokenizer"]["path"] == defaults.bundled_tokenizer_path()
+    out = capsys.readouterr().out
+    for word in ("documents", "tokens", "examples", "FIM", "MB/s", "tokens/s"):
+        assert word in out
+
+
+_ALL = defaults.default_corpus_files
+
+
+def _stdlib_slice():
+    files = _ALL()
+    return [f for f in files if "/json/" in f[0] or "/email/" in f[0]]
+
+
+def test_default_corpus_is_the_standard_library_without_site_packages():
+    files = _ALL()
+    assert len(files) > 500 and sum(size for _, size in files) > 10_000_000
+    assert all(p.endswith(".py") and "site-packages" not in p for p, _ in files)
+
+
+def test_python_dash_m_pipeline_is_the_fimflow_command():
+    result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--context_length", "2"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert "--context_length=2 is too small" in result.stderr
