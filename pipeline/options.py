@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline import defaults
 from transforms.fim import FIM_LEVELS, SPAN_UNITS, TRIM_POLICIES, FimConfig
 from transforms.read import COMPRESSION_SUFFIXES, PARQUET_SUFFIXES
+from transforms.storage import connect_anonymously_to_emulator
 from transforms.tokenizer import SpecialTokenNames, Tokenizer, TokenizerError, read_model_bytes
 from transforms.write import METADATA_FILE
 
@@ -138,6 +139,7 @@ def _check(condition: bool, message: str):
 
 def plan_run(options: PipelineOptions) -> RunPlan:
     """Validates options and inputs; raises ``UsageError`` with one clear line."""
+    connect_anonymously_to_emulator()
     unknown = unknown_options(options)
     _check(not unknown, f"unknown option(s): {', '.join('--' + u for u in unknown)}")
     o = options.view_as(FimflowOptions)

@@ -140,3 +140,21 @@ def jsonl_corpus(tmp_path_factory) -> tuple[Path, list[str]]:
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def gcs():
+    """A Cloud Storage emulator for the session, with google-cloud-storage pointed at it."""
+    from tests.gcs_emulator import GcsEmulator
+
+    emulator = GcsEmulator("fimflow-test")
+    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator.host
+    os.environ["GOOGLE_CLOUD_PROJECT"] = "fimflow-test"
+    yield emulator
+    emulator.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

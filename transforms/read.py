@@ -18,6 +18,8 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.storage import connect_anonymously_to_emulator
+
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".deflate")
@@ -164,6 +166,9 @@ class _ReadFileFn(beam.DoFn):
         self._reader = reader
         self._read = beam.metrics.Metrics.counter("read", "records")
         self._rejected = beam.metrics.Metrics.counter("read", "rejected")
+
+    def setup(self):
+        connect_anonymously_to_emulator()
 
     def process(self, path: str):
         for item in self._reader.read(path):

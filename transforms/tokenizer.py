@@ -33,6 +33,8 @@ from sentencepiece import sentencepiece_model_pb2 as model_pb2
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
 
+from transforms.storage import connect_anonymously_to_emulator
+
 PieceType = model_pb2.ModelProto.SentencePiece.Type
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _WHITESPACE_MARK = "\u2581"
@@ -69,6 +71,7 @@ class SpecialTokens:
 
 def read_model_bytes(path: str) -> bytes:
     """Reads a model file from any Beam filesystem (local path, gs://, ...)."""
+    connect_anonymously_to_emulator()
     with FileSystems.open(path) as f:
         return f.read()
 

@@ -25,6 +25,7 @@ from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from transforms.fim import FRAGMENT_HISTOGRAM_PREFIX, Example
 from transforms.read import SKIP_REASONS, Rejected
+from transforms.storage import connect_anonymously_to_emulator
 
 METADATA_FILE = "metadata.json"
 ERRORS_DIR = "errors"
@@ -60,6 +61,9 @@ class _WriteShardFn(beam.DoFn):
         self._num_shards = num_shards
         self._suffix = suffix
         self._write_record = write_record
+
+    def setup(self):
+        connect_anonymously_to_emulator()
 
     def process(self, shard_and_records):
         shard, keyed = shard_and_records
@@ -175,6 +179,9 @@ class _WriteMetadataFn(beam.DoFn):
         self._output_dir = output_dir
         self._static = static
         self._max_error_fraction = max_error_fraction
+
+    def setup(self):
+        connect_anonymously_to_emulator()
 
     def process(self, _, stats: dict, shards: list, error_shards: list):
         rejected = stats.get("records_rejected", 0)
