@@ -9,6 +9,7 @@ them into a ``RunPlan``; every problem is one ``UsageError`` line.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
 import os
 from typing import Optional
@@ -43,6 +44,10 @@ class FimflowOptions(PipelineOptions):
             help="File, directory or glob (local or gs://); repeatable. JSONL (.jsonl/.json/.ndjson, "
                  "optionally .gz/.zst), Parquet, or any other file as one whole document. "
                  "Default: the running Python's standard library sources.")
+        add("--include", action="append", default=None,
+            help="Keep only matched files whose path matches one of these globs (fnmatch), e.g. '*.py'.")
+        add("--exclude", action="append", default=None,
+            help="Drop matched files whose path matches one of these globs, e.g. '*/tests/*'.")
         add("--output", default=None, help="Output directory (local or gs://). Default: ./fimflow_out "
                                              "for the default corpus; required otherwise.")
         add("--tokenizer", default=None,
@@ -106,8 +111,17 @@ def unknown_options(options: PipelineOptions) -> list[str]:
     return sorted(k for k in every if k not in known)
 
 
-def resolve_inputs(patterns: list[str]) -> list:
-    """Matches files (directories mean every file under them); ``(path, size)`` sorted."""
+def resolve_inputs(patterns: list[str], include: Optional[list] = None,
+                   exclude: Optional[list] = None) -> list:
+    """Matches files (directories mean every file under them); ``(path, size)`` sorted.
+
+    ``include``/``exclude`` are fnmatch globs on the full path, applied to
+    every match; a pattern left with no file is an error.
+    """
+    def wanted(path: str) -> bool:
+        return ((not include or any(fnmatch.fnmatch(path, g) for g in include))
+                and not any(fnmatch.fnmatch(path, g) for g in exclude or ()))
+
     files = {}
     for pattern in patterns:
         if not any(c in pattern for c in "*?[") and not pattern.startswith("gs://") and os.path.isdir(pattern):
@@ -118,9 +132,10 @@ def resolve_inputs(patterns: list[str]) -> list:
             result = FileSystems.match([pattern])[0]
         except Exception as e:  # Beam raises BeamIOError with per-pattern causes.
             raise UsageError(f"--input {pattern}: {e}") from e
-        matched = [m for m in result.metadata_list if not m.path.endswith("/")]
+        matched = [m for m in result.metadata_list if not m.path.endswith("/") and wanted(m.path)]
         if not matched:
-            raise UsageError(f"--input {pattern}: no file matched")
+            raise UsageError(f"--input {pattern}: no file matched (after --include/--exclude)"
+                             if result.metadata_list else f"--input {pattern}: no file matched")
         files.update((m.path, m.size_in_bytes) for m in matched)
     return sorted(files.items())
 
@@ -154,7 +169,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     _check(o.tokenizer_threads >= 1, "--tokenizer_threads must be at least 1")
     if o.input:
         _check(o.output is not None, "--output is required with --input")
-        files = resolve_inputs(o.input)
+        files = resolve_inputs(o.input, o.include, o.exclude)
     else:
         files = defaults.default_corpus_files()
         _check(bool(files), "no --input given and the default corpus (Python standard library) was not found")

@@ -17,6 +17,8 @@ from transforms.read import Document
 from transforms.tokenizer import TokenizerHandle
 
 TOKEN_DTYPE = np.int32
+# Documents longer than this are encoded in pieces of this size.
+MAX_ENCODE_CHARS = 1 << 20
 
 
 class TokenizedDocument(NamedTuple):
@@ -30,9 +32,10 @@ def content_hash(text: str) -> bytes:
 
 
 class _TokenizeBatchFn(beam.DoFn):
-    def __init__(self, tokenizer: TokenizerHandle, num_threads: int):
+    def __init__(self, tokenizer: TokenizerHandle, num_threads: int, max_encode_chars: int):
         self._tokenizer_handle = tokenizer
         self._num_threads = num_threads
+        self._max_encode_chars = max_encode_chars
         self._documents = beam.metrics.Metrics.counter("tokenize", "documents")
         self._tokens = beam.metrics.Metrics.counter("tokenize", "tokens")
         self._special = beam.metrics.Metrics.counter("tokenize", "special_token_text_in_documents")
@@ -42,8 +45,13 @@ class _TokenizeBatchFn(beam.DoFn):
 
     def process(self, batch: list[Document]):
         tokenizer = self._tokenizer
-        encoded = tokenizer.encode_documents([d.text for d in batch], num_threads=self._num_threads)
-        for doc, ids in zip(batch, encoded):
+        short = [d.text for d in batch if len(d.text) <= self._max_encode_chars]
+        encoded_short = iter(tokenizer.encode_documents(short, num_threads=self._num_threads))
+        for doc in batch:
+            if len(doc.text) <= self._max_encode_chars:
+                ids = next(encoded_short)
+            else:
+                ids = tokenizer.encode_long_document(doc.text, self._max_encode_chars)
             special = tokenizer.count_special_text(doc.text)
             self._documents.inc()
             self._tokens.inc(len(ids))
@@ -58,9 +66,10 @@ class TokenizeDocuments(beam.PTransform):
     threads) amortize the per-call cost.
     """
 
-    def __init__(self, tokenizer: TokenizerHandle, num_threads: int = 1, max_batch_size: int = 64):
+    def __init__(self, tokenizer: TokenizerHandle, num_threads: int = 1, max_batch_size: int = 64,
+                 max_encode_chars: int = MAX_ENCODE_CHARS):
         super().__init__()
-        self._fn = _TokenizeBatchFn(tokenizer, num_threads)
+        self._fn = _TokenizeBatchFn(tokenizer, num_threads, max_encode_chars)
         self._max_batch_size = max_batch_size
 
     def expand(self, documents):

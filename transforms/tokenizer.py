@@ -129,6 +129,11 @@ class Tokenizer:
             proto.pieces[i].type = PieceType.CONTROL
         self.document_encoder = spm.SentencePieceProcessor(
             model_proto=proto.SerializeToString())
+        # Encodes the pieces after the first of a document too long to encode in
+        # one call: they continue the text, so they get no dummy prefix.
+        proto.normalizer_spec.add_dummy_prefix = False
+        self.continuation_encoder = spm.SentencePieceProcessor(
+            model_proto=proto.SerializeToString())
         escape = proto.normalizer_spec.escape_whitespaces
         self.piece_bytes = tuple(_piece_surface(p, escape) for p in proto.pieces)
         proto.normalizer_spec.name = "identity"
@@ -147,6 +152,25 @@ class Tokenizer:
 
     def encode_documents(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
         return self.document_encoder.encode(texts, num_threads=num_threads)
+
+    def encode_long_document(self, text: str, piece_chars: int) -> list[int]:
+        """Encodes ``text`` in pieces of about ``piece_chars`` cut after newlines.
+
+        Bounds the memory SentencePiece needs for one call on a document of
+        hundreds of MB; tokens never span a piece boundary.
+        """
+        ids: list[int] = []
+        start = 0
+        encoder = self.document_encoder
+        while start < len(text):
+            end = min(start + piece_chars, len(text))
+            if end < len(text):
+                newline = text.rfind("\n", start, end)
+                end = newline + 1 if newline >= start else end
+            ids.extend(encoder.encode(text[start:end]))
+            encoder = self.continuation_encoder
+            start = end
+        return ids
 
     def encode_fragments(self, texts: list[str]) -> list[list[int]]:
         return self.fragment_encoder.encode(texts)

@@ -191,8 +191,8 @@ class _WriteMetadataFn(beam.DoFn):
         if records == 0:
             raise DatasetIncompleteError("no documents were read; metadata.json not written")
         if in_error / records > self._max_error_fraction:
-            top = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]
-                            if r not in SKIP_REASONS)
+            errors = sorted((-n, r) for r, n in reasons.items() if r not in SKIP_REASONS)
+            top = ", ".join(f"{r}: {-n}" for n, r in errors[:5])
             raise DatasetIncompleteError(
                 f"{in_error} of {records} records in error ({in_error / records:.2%}), above "
                 f"--max_error_fraction={self._max_error_fraction}; top reasons: {top}. "

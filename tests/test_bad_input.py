@@ -1,0 +1,96 @@
+"""Real corpora are never clean: every record is accounted for, bad ones explained."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from pipeline.cli import main
+from tests.conftest import stdlib_sources
+from transforms.tokenize import TokenizedDocument  # noqa: F401  (import check of the stage)
+
+GOOD = [d[:3000] for d in stdlib_sources(1_000_000, seed=4)[:33]]
+
+
+def defect_corpus(root):
+    """Each defect in each format, beside good records; returns (records, good documents)."""
+    root.mkdir()
+    lines = [json.dumps({"content": d, "id": f"g{i}"}) for i, d in enumerate(GOOD[:10])]
+    lines += ['{"content": "unterminated', '[1, 2]', '{"id": "no-text"}', '{"content": 7, "id": "num"}',
+              '{"content": "   \\n  "}']
+    data = ("\n".join(lines) + "\n").encode() + b'{"content": "bad \xff\xfe utf8"}\n'
+    (root / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + data)
+    (root / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(
+        "".join(json.dumps({"content": d}) + "\n" for d in GOOD[10:15]).encode()))
+    pq.write_table(pa.table({"content": GOOD[15:20] + [None, "", 5 * "\t"]}), root / "c.parquet",
+                   row_group_size=2)
+    src = root / "src"
+    src.mkdir()
+    for i, d in enumerate(GOOD[20:]):
+        (src / f"m{i}.py").write_text(d)
+    (src / "empty.py").write_text("")
+    (src / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    (src / "latin1.py").write_bytes("caf\xe9 = 1\n".encode("latin-1"))
+    (src / "huge.py").write_bytes(b"x = 1\n" * 400_000)
+    records = 16 + 5 + 8 + len(GOOD[20:]) + 4
+    return records, len(GOOD)
+
+
+def test_every_record_is_a_document_or_a_dead_letter_with_its_reason(tmp_path, code_model_path):
+    records, good = defect_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(tmp_path / "in"), "--output", str(out), "--tokenizer", code_model_path,
+                 "--context_length", "128", "--max_file_bytes", "1000000", "--max_error_fraction", "0.5",
+                 "--id_field", "id"]) == 0
+    metadata = json.loads((out / "metadata.json").read_text())
+    errors = metadata["errors"]
+    assert metadata["counts"]["documents"] == good
+    assert errors["records_read"] == records == good + errors["records_rejected"]
+    assert errors["by_reason"] == {"invalid_json": 1, "not_an_object": 1, "missing_text_field": 1,
+                                   "text_not_string": 2, "empty_document": 4, "invalid_utf8": 2,
+                                   "binary_file": 1, "file_too_large": 1}
+    rejected = [json.loads(line) for line in (out / "errors" / "rejected-00000-of-00001.jsonl").open()]
+    assert len(rejected) == errors["records_rejected"]
+    assert all(r["source"] and r["reason"] and r["detail"] is not None for r in rejected)
+    by_id = {r["id"]: r for r in rejected if r["id"]}
+    assert by_id["num"]["reason"] == "text_not_string" and by_id["num"]["index"] == 13
+    assert by_id["no-text"]["raw_start"].startswith('{"id": "no-text"}')
+
+
+def test_too_many_errors_fail_the_run_without_metadata(tmp_path, code_model_path, capsys):
+    defect_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(tmp_path / "in"), "--output", str(out), "--tokenizer", code_model_path,
+                 "--context_length", "128", "--max_file_bytes", "1000000"]) == 1
+    err = capsys.readouterr().err
+    assert "9 of 46 records in error" in err and "above --max_error_fraction=0.01" in err
+    assert "top reasons: invalid_utf8: 2, text_not_string: 2, binary_file: 1" in err
+    assert not (out / "metadata.json").exists()
+    assert (out / "errors" / "rejected-00000-of-00001.jsonl").exists()
+
+
+def test_include_and_exclude_select_files_under_a_directory(tmp_path, code_model_path, capsys):
+    defect_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(tmp_path / "in"), "--include", "*.py", "--exclude", "*/huge.py",
+                 "--exclude", "*/latin1.py", "--output", str(out), "--tokenizer", code_model_path,
+                 "--context_length", "128"]) == 0
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["errors"]["by_reason"] == {"empty_document": 1}
+    assert metadata["counts"]["documents"] == len(GOOD[20:])
+    assert main(["run", "--input", str(tmp_path / "in"), "--include", "*.rs", "--output", str(tmp_path / "o2"),
+                 "--tokenizer", code_model_path]) == 2
+    assert "no file matched (after --include/--exclude)" in capsys.readouterr().err
+
+
+def test_long_documents_are_encoded_in_bounded_pieces_without_losing_bytes(code_tokenizer, llama_tokenizer):
+    text = "".join(f"line {i}: 日本語 🎉 value = {i * 7}\n" for i in range(3000))
+    for tokenizer in (code_tokenizer, llama_tokenizer):
+        whole = tokenizer.encode_documents([text])[0]
+        pieces = tokenizer.encode_long_document(text, 4096)
+        assert tokenizer.surface(pieces) == tokenizer.surface(whole)
+    no_newline = "x" * 10_000 + "é" * 5000
+    assert code_tokenizer.surface(code_tokenizer.encode_long_document(no_newline, 999)) == no_newline.encode()
