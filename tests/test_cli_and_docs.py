@@ -69,3 +69,11 @@ def test_python_dash_m_pipeline_is_the_fimflow_command():
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert "--context_length=2 is too small" in result.stderr
+
+
+def test_benchmark_runs_on_a_tiny_corpus():
+    from bench import throughput
+
+    result = throughput.main(["--limit_mb", "0.05", "--mode", "in_process", "--context_length", "256"])
+    assert result["exit_code"] == 0 and result["tokens"] > 0
+    assert 0 < result["ratio"] and result["raw_sentencepiece_mb_s"] > 0
