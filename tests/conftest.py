@@ -155,6 +155,9 @@ def gcs():
     saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
     os.environ["STORAGE_EMULATOR_HOST"] = emulator.host
     os.environ["GOOGLE_CLOUD_PROJECT"] = "fimflow-test"
+    from transforms.storage import connect_anonymously_to_emulator
+
+    connect_anonymously_to_emulator()
     yield emulator
     emulator.stop()
     for k, v in saved.items():

@@ -94,3 +94,4 @@ def test_long_documents_are_encoded_in_bounded_pieces_without_losing_bytes(code_
         assert tokenizer.surface(pieces) == tokenizer.surface(whole)
     no_newline = "x" * 10_000 + "é" * 5000
     assert code_tokenizer.surface(code_tokenizer.encode_long_document(no_newline, 999)) == no_newline.encode()
+
