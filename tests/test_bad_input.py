@@ -10,7 +10,6 @@ import zstandard
 
 from pipeline.cli import main
 from tests.conftest import stdlib_sources
-from transforms.tokenize import TokenizedDocument  # noqa: F401  (import check of the stage)
 
 GOOD = [d[:3000] for d in stdlib_sources(1_000_000, seed=4)[:33]]
 
