@@ -56,15 +56,8 @@ def _run(argv: list[str]) -> int:
         return 1
     with FileSystems.open(metadata_path) as f:
         metadata = json.load(f)
-    print(format_summary(metadata, elapsed, sum(_sizes(plan.files))))
+    print(format_summary(metadata, elapsed, plan.input_bytes))
     return 0
-
-
-def _sizes(files: list[str]):
-    from apache_beam.io.filesystems import FileSystems
-
-    for result in FileSystems.match(files):
-        yield from (m.size_in_bytes for m in result.metadata_list)
 
 
 def format_summary(metadata: dict, seconds: float, input_bytes: int) -> str:

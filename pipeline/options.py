@@ -90,6 +90,7 @@ class RunPlan:
     """Everything the pipeline needs, resolved and checked."""
 
     files: list
+    input_bytes: int
     output: str
     tokenizer_path: str
     tokenizer: Tokenizer
@@ -194,6 +195,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     text_bytes = _estimated_text_bytes(files)
     return RunPlan(
         files=[p for p, _ in files],
+        input_bytes=sum(size for _, size in files),
         output=output,
         tokenizer_path=tokenizer_path,
         tokenizer=tokenizer,

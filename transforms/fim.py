@@ -25,7 +25,7 @@ import dataclasses
 import hashlib
 import random
 from collections import Counter
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
@@ -434,25 +434,32 @@ def parse_segment(ids: list, special) -> FimSegment:
 STATS_TAG = "stats"
 
 
-class _FimChunkFn(beam.DoFn):
-    def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
+class _FimFn(beam.DoFn):
+    """Runs ``transform(element, seed, config, tokenizer) -> (output, stats)`` per element."""
+
+    _COUNTED = ("fim_candidates", "fim_fragments", "trimmed_tokens", "document_fim_examples_cut")
+
+    def __init__(self, transform: Callable, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
+        self._transform = transform
         self._tokenizer_handle = tokenizer
         self._seed = seed
         self._config = config
-        self._fim = beam.metrics.Metrics.counter("fim", "fim_fragments")
-        self._fragments = beam.metrics.Metrics.counter("fim", "fragments")
-        self._trimmed = beam.metrics.Metrics.counter("fim", "trimmed_tokens")
+        self._counters = {name: beam.metrics.Metrics.counter("fim", name) for name in self._COUNTED}
 
     def setup(self):
         self._tokenizer = self._tokenizer_handle.acquire()
 
-    def process(self, chunk: Chunk):
-        example, stats = fim_chunk(chunk, self._seed, self._config, self._tokenizer)
-        self._fim.inc(stats["fim_fragments"])
-        self._fragments.inc(stats["fragments"])
-        self._trimmed.inc(stats["trimmed_tokens"])
-        yield example
+    def process(self, element):
+        output, stats = self._transform(element, self._seed, self._config, self._tokenizer)
+        for name, counter in self._counters.items():
+            counter.inc(stats[name])
+        yield output
         yield beam.pvalue.TaggedOutput(STATS_TAG, stats)
+
+
+def _apply_with_stats(elements, fn: _FimFn, main: str) -> dict:
+    results = elements | beam.ParDo(fn).with_outputs(STATS_TAG, main=main)
+    return {main: results[main], "stats": results[STATS_TAG]}
 
 
 def fim_document(doc: TokenizedDocument, seed: int, config: FimConfig,
@@ -468,21 +475,6 @@ def fim_document(doc: TokenizedDocument, seed: int, config: FimConfig,
     return doc._replace(ids=np.asarray(ids, dtype=doc.ids.dtype)), stats
 
 
-class _FimDocumentFn(beam.DoFn):
-    def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
-        self._tokenizer_handle = tokenizer
-        self._seed = seed
-        self._config = config
-
-    def setup(self):
-        self._tokenizer = self._tokenizer_handle.acquire()
-
-    def process(self, doc: TokenizedDocument):
-        doc, stats = fim_document(doc, self._seed, self._config, self._tokenizer)
-        yield doc
-        yield beam.pvalue.TaggedOutput(STATS_TAG, stats)
-
-
 class ApplyDocumentFim(beam.PTransform):
     """``PCollection[TokenizedDocument]`` -> ``{'documents': ..., 'stats': PCollection[Counter]}``.
 
@@ -493,11 +485,10 @@ class ApplyDocumentFim(beam.PTransform):
 
     def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
         super().__init__()
-        self._fn = _FimDocumentFn(tokenizer, seed, config)
+        self._fn = _FimFn(fim_document, tokenizer, seed, config)
 
     def expand(self, documents):
-        results = documents | beam.ParDo(self._fn).with_outputs(STATS_TAG, main="documents")
-        return {"documents": results.documents, "stats": results[STATS_TAG]}
+        return _apply_with_stats(documents, self._fn, "documents")
 
 
 class ApplyFim(beam.PTransform):
@@ -505,8 +496,7 @@ class ApplyFim(beam.PTransform):
 
     def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
         super().__init__()
-        self._fn = _FimChunkFn(tokenizer, seed, config)
+        self._fn = _FimFn(fim_chunk, tokenizer, seed, config)
 
     def expand(self, chunks):
-        results = chunks | beam.ParDo(self._fn).with_outputs(STATS_TAG, main="examples")
-        return {"examples": results.examples, "stats": results[STATS_TAG]}
+        return _apply_with_stats(chunks, self._fn, "examples")
