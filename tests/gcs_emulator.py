@@ -44,3 +44,12 @@ class GcsEmulator:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+def upload(data: bytes, url: str):
+    """Stores ``data`` as is: Beam would otherwise compress it again by the name's suffix (.gz, .zst)."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(url, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)

@@ -11,6 +11,8 @@ import zstandard
 from pipeline.cli import main
 from tests.conftest import stdlib_sources
 
+EXPECTED_REASONS = {"invalid_json": 1, "not_an_object": 1, "missing_text_field": 1, "text_not_string": 2,
+                    "empty_document": 4, "invalid_utf8": 2, "binary_file": 1, "file_too_large": 1}
 GOOD = [d[:3000] for d in stdlib_sources(1_000_000, seed=4)[:33]]
 
 
@@ -48,9 +50,7 @@ def test_every_record_is_a_document_or_a_dead_letter_with_its_reason(tmp_path, c
     errors = metadata["errors"]
     assert metadata["counts"]["documents"] == good
     assert errors["records_read"] == records == good + errors["records_rejected"]
-    assert errors["by_reason"] == {"invalid_json": 1, "not_an_object": 1, "missing_text_field": 1,
-                                   "text_not_string": 2, "empty_document": 4, "invalid_utf8": 2,
-                                   "binary_file": 1, "file_too_large": 1}
+    assert errors["by_reason"] == EXPECTED_REASONS
     rejected = [json.loads(line) for line in (out / "errors" / "rejected-00000-of-00001.jsonl").open()]
     assert len(rejected) == errors["records_rejected"]
     assert all(r["source"] and r["reason"] and r["detail"] is not None for r in rejected)
@@ -94,3 +94,22 @@ def test_long_documents_are_encoded_in_bounded_pieces_without_losing_bytes(code_
     no_newline = "x" * 10_000 + "é" * 5000
     assert code_tokenizer.surface(code_tokenizer.encode_long_document(no_newline, 999)) == no_newline.encode()
 
+
+
+def test_the_defect_corpus_in_cloud_storage_is_accounted_for_the_same_way(gcs, tmp_path, code_model_path):
+    from apache_beam.io.filesystems import FileSystems
+
+    from tests.gcs_emulator import upload
+
+    records, good = defect_corpus(tmp_path / "in")
+    for path in sorted(p for p in (tmp_path / "in").rglob("*") if p.is_file()):
+        upload(path.read_bytes(), gcs.url(f"defects/{path.relative_to(tmp_path / 'in')}"))
+    out = gcs.url("defects_out")
+    assert main(["run", "--input", gcs.url("defects/**"), "--output", out, "--tokenizer", code_model_path,
+                 "--context_length", "128", "--max_file_bytes", "1000000", "--max_error_fraction", "0.5",
+                 "--id_field", "id"]) == 0
+    with FileSystems.open(out + "/metadata.json") as f:
+        metadata = json.load(f)
+    assert metadata["counts"]["documents"] == good
+    assert metadata["errors"]["records_read"] == records
+    assert metadata["errors"]["by_reason"] == EXPECTED_REASONS

@@ -10,11 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.cli import main
 from pipeline.inspect_dataset import read_examples
-
-
-def upload(local: Path, url: str):
-    with FileSystems.create(url) as f:
-        f.write(local.read_bytes())
+from tests.gcs_emulator import upload
 
 
 def download_dataset(url: str, local: Path) -> Path:
@@ -32,11 +28,11 @@ def test_gs_inputs_tokenizer_and_output_match_a_local_run(gcs, tmp_path, jsonl_c
     corpus, docs = jsonl_corpus
     start = time.monotonic()
     for part in sorted(corpus.glob("*.jsonl")):
-        upload(part, gcs.url(f"corpus/{part.name}"))
+        upload(part.read_bytes(), gcs.url(f"corpus/{part.name}"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"content": 1}\n')
-    upload(bad, gcs.url("corpus/bad.jsonl"))
-    upload(Path(code_model_path), gcs.url("models/code.model"))
+    upload(bad.read_bytes(), gcs.url("corpus/bad.jsonl"))
+    upload(Path(code_model_path).read_bytes(), gcs.url("models/code.model"))
     common = ["--context_length", "256", "--seed", "5", "--num_shards", "2", "--max_error_fraction", "0.5"]
     assert main(["run", "--input", gcs.url("corpus/*.jsonl"), "--tokenizer", gcs.url("models/code.model"),
                  "--output", gcs.url("out"), *common]) == 0
