@@ -113,3 +113,25 @@ def test_the_defect_corpus_in_cloud_storage_is_accounted_for_the_same_way(gcs, t
     assert metadata["counts"]["documents"] == good
     assert metadata["errors"]["records_read"] == records
     assert metadata["errors"]["by_reason"] == EXPECTED_REASONS
+
+
+def test_a_huge_jsonl_document_is_read_without_extra_copies(tmp_path):
+    import tracemalloc
+
+    from transforms.read import RecordReader
+    from transforms.tokenize import content_hash
+
+    size = 40_000_000
+    path = tmp_path / "huge.jsonl"
+    path.write_text('{"content": "' + "def f(): pass\\n" * (size // 15) + '"}\n')
+    tracemalloc.start()
+    try:
+        (doc,) = RecordReader().read(str(path))
+        content_hash(doc.text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(doc.text) > size * 0.9
+    # The line's bytes and the document's text are alive together at most:
+    # no decoded copy of the line, no strip() copy, no whole-text encode for hashing.
+    assert peak < 2.3 * size, peak

@@ -29,7 +29,6 @@ REJECTED_TAG = "rejected"
 SKIP_REASONS = ("empty_document",)
 RAW_START_CHARS = 200
 BINARY_SNIFF_BYTES = 8192
-_BOM = "\ufeff"
 
 
 class Document(NamedTuple):
@@ -88,40 +87,53 @@ class RecordReader:
                   "text": self._read_text_file}[file_format(path)]
         return reader(path)
 
-    def _document(self, path: str, index: int, text, doc_id, raw) -> Document | Rejected:
+    def _document(self, path: str, index: int, text, doc_id, raw_start: str) -> Document | Rejected:
         if not isinstance(text, str):
             return Rejected(path, index, "text_not_string",
-                            f"field {self._text_field!r} is {type(text).__name__}", _raw_start(raw), doc_id)
-        if not text.strip():
-            return Rejected(path, index, "empty_document", "no non-whitespace text", _raw_start(raw), doc_id)
+                            f"field {self._text_field!r} is {type(text).__name__}", raw_start, doc_id)
+        # isspace() rather than strip(): no copy of a document of hundreds of MB.
+        if not text or text.isspace():
+            return Rejected(path, index, "empty_document", "no non-whitespace text", raw_start, doc_id)
         return Document(path, index, text, doc_id)
 
-    def _from_record(self, path: str, index: int, record, raw) -> Document | Rejected:
+    def _from_record(self, path: str, index: int, record, raw_start: str) -> Document | Rejected:
         if not isinstance(record, dict):
-            return Rejected(path, index, "not_an_object", f"JSON {type(record).__name__}", _raw_start(raw))
+            return Rejected(path, index, "not_an_object", f"JSON {type(record).__name__}", raw_start)
         doc_id = record.get(self._id_field) if self._id_field else None
         doc_id = None if doc_id is None else str(doc_id)
         if self._text_field not in record:
             return Rejected(path, index, "missing_text_field",
-                            f"no field {self._text_field!r}", _raw_start(raw), doc_id)
-        return self._document(path, index, record[self._text_field], doc_id, raw)
+                            f"no field {self._text_field!r}", raw_start, doc_id)
+        return self._document(path, index, record[self._text_field], doc_id, raw_start)
 
     def _read_jsonl(self, path: str) -> Iterator[Document | Rejected]:
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-            for index, raw in enumerate(iter(f.readline, b"")):
-                if not raw.strip():
+            # A plain loop, not enumerate(): enumerate's cached result tuple
+            # would keep the previous line alive after ``del raw``.
+            index = -1
+            while raw := f.readline():
+                index += 1
+                if raw.isspace():
                     continue
+                raw_start = _raw_start(raw)
+                # At most two copies of a line are alive at once (bytes and
+                # text, then text and the parsed document): a document of
+                # hundreds of MB costs twice its size while read, not more.
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode("utf-8-sig")
                 except UnicodeDecodeError as e:
-                    yield Rejected(path, index, "invalid_utf8", str(e), _raw_start(raw))
+                    yield Rejected(path, index, "invalid_utf8", str(e), raw_start)
                     continue
+                del raw
                 try:
-                    record = json.loads(line.lstrip(_BOM))
+                    record = json.loads(line)
                 except json.JSONDecodeError as e:
-                    yield Rejected(path, index, "invalid_json", str(e), _raw_start(raw))
-                    continue
-                yield self._from_record(path, index, record, line)
+                    result: Document | Rejected = Rejected(path, index, "invalid_json", str(e), raw_start)
+                else:
+                    result = self._from_record(path, index, record, raw_start)
+                del line
+                record = None
+                yield result
 
     def _read_parquet(self, path: str) -> Iterator[Document | Rejected]:
         import pyarrow.parquet as pq  # Only Parquet inputs pay for the import.
@@ -140,7 +152,7 @@ class RecordReader:
                 ids = batch.column(id_field).to_pylist() if id_field else [None] * len(texts)
                 for text, doc_id in zip(texts, ids):
                     doc_id = None if doc_id is None else str(doc_id)
-                    yield self._document(path, index, text, doc_id, text if isinstance(text, str) else "")
+                    yield self._document(path, index, text, doc_id, _raw_start(text if isinstance(text, str) else ""))
                     index += 1
 
     def _read_text_file(self, path: str) -> Iterator[Document | Rejected]:
@@ -153,12 +165,14 @@ class RecordReader:
         if b"\0" in data[:BINARY_SNIFF_BYTES]:
             yield Rejected(path, 0, "binary_file", "NUL byte in the first 8 KiB", _raw_start(data))
             return
+        raw_start = _raw_start(data)
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            yield Rejected(path, 0, "invalid_utf8", str(e), _raw_start(data))
+            yield Rejected(path, 0, "invalid_utf8", str(e), raw_start)
             return
-        yield self._document(path, 0, text.lstrip(_BOM), None, data)
+        del data
+        yield self._document(path, 0, text, None, raw_start)
 
 
 class _ReadFileFn(beam.DoFn):

@@ -28,7 +28,11 @@ class TokenizedDocument(NamedTuple):
 
 
 def content_hash(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=16).digest()
+    # Hashed in slices so a document of hundreds of MB is never encoded whole.
+    h = hashlib.blake2b(digest_size=16)
+    for start in range(0, len(text), MAX_ENCODE_CHARS):
+        h.update(text[start:start + MAX_ENCODE_CHARS].encode("utf-8", errors="surrogatepass"))
+    return h.digest()
 
 
 class _TokenizeBatchFn(beam.DoFn):
@@ -49,14 +53,14 @@ class _TokenizeBatchFn(beam.DoFn):
         encoded_short = iter(tokenizer.encode_documents(short, num_threads=self._num_threads))
         for doc in batch:
             if len(doc.text) <= self._max_encode_chars:
-                ids = next(encoded_short)
+                ids = np.asarray(next(encoded_short), dtype=TOKEN_DTYPE)
             else:
-                ids = tokenizer.encode_long_document(doc.text, self._max_encode_chars)
+                ids = tokenizer.encode_long_document(doc.text, self._max_encode_chars, TOKEN_DTYPE)
             special = tokenizer.count_special_text(doc.text)
             self._documents.inc()
             self._tokens.inc(len(ids))
             self._special.inc(special)
-            yield TokenizedDocument(content_hash(doc.text), np.asarray(ids, dtype=TOKEN_DTYPE), special)
+            yield TokenizedDocument(content_hash(doc.text), ids, special)
 
 
 class TokenizeDocuments(beam.PTransform):

@@ -27,6 +27,7 @@ import hashlib
 import re
 from typing import Optional
 
+import numpy as np
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
@@ -153,13 +154,14 @@ class Tokenizer:
     def encode_documents(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
         return self.document_encoder.encode(texts, num_threads=num_threads)
 
-    def encode_long_document(self, text: str, piece_chars: int) -> list[int]:
+    def encode_long_document(self, text: str, piece_chars: int, dtype=np.int32) -> np.ndarray:
         """Encodes ``text`` in pieces of about ``piece_chars`` cut after newlines.
 
         Bounds the memory SentencePiece needs for one call on a document of
-        hundreds of MB; tokens never span a piece boundary.
+        hundreds of MB, and keeps ids in compact arrays rather than one list of
+        Python ints; tokens never span a piece boundary.
         """
-        ids: list[int] = []
+        pieces: list[np.ndarray] = []
         start = 0
         encoder = self.document_encoder
         while start < len(text):
@@ -167,10 +169,10 @@ class Tokenizer:
             if end < len(text):
                 newline = text.rfind("\n", start, end)
                 end = newline + 1 if newline >= start else end
-            ids.extend(encoder.encode(text[start:end]))
+            pieces.append(np.asarray(encoder.encode(text[start:end]), dtype=dtype))
             encoder = self.continuation_encoder
             start = end
-        return ids
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
 
     def encode_fragments(self, texts: list[str]) -> list[list[int]]:
         return self.fragment_encoder.encode(texts)
