@@ -104,15 +104,18 @@ def test_the_defect_corpus_in_cloud_storage_is_accounted_for_the_same_way(gcs, t
     records, good = defect_corpus(tmp_path / "in")
     for path in sorted(p for p in (tmp_path / "in").rglob("*") if p.is_file()):
         upload(path.read_bytes(), gcs.url(f"defects/{path.relative_to(tmp_path / 'in')}"))
+    local = tmp_path / "local.jsonl"
+    local.write_text('{"content": "local = True\\n"}\n{"content": ""}\n')
     out = gcs.url("defects_out")
-    assert main(["run", "--input", gcs.url("defects/**"), "--output", out, "--tokenizer", code_model_path,
+    # gs:// and local inputs mixed in one run.
+    assert main(["run", "--input", gcs.url("defects/**"), "--input", str(local), "--output", out, "--tokenizer", code_model_path,
                  "--context_length", "128", "--max_file_bytes", "1000000", "--max_error_fraction", "0.5",
                  "--id_field", "id"]) == 0
     with FileSystems.open(out + "/metadata.json") as f:
         metadata = json.load(f)
-    assert metadata["counts"]["documents"] == good
-    assert metadata["errors"]["records_read"] == records
-    assert metadata["errors"]["by_reason"] == EXPECTED_REASONS
+    assert metadata["counts"]["documents"] == good + 1
+    assert metadata["errors"]["records_read"] == records + 2
+    assert metadata["errors"]["by_reason"] == {**EXPECTED_REASONS, "empty_document": 5}
 
 
 def test_a_huge_jsonl_document_is_read_without_extra_copies(tmp_path):
