@@ -19,7 +19,7 @@ from transforms.shuffle import ShuffleDocuments
 from transforms.stats import MergeStats
 from transforms.tokenize import TokenizeDocuments
 from transforms.tokenizer import TokenizerHandle
-from transforms.write import WriteExamples, WriteMetadata, WriteRejected, rejected_stats
+from transforms.write import EXAMPLE_FEATURES, WriteExamples, WriteMetadata, WriteRejected, rejected_stats
 
 
 def static_metadata(plan: RunPlan) -> dict:
@@ -31,7 +31,7 @@ def static_metadata(plan: RunPlan) -> dict:
         "context_length": fim.context_length,
         "vocab_size": plan.tokenizer.vocab_size,
         "special_tokens": plan.tokenizer.special.as_dict(),
-        "features": ["input_ids", "segment_ids", "positions"],
+        "features": list(EXAMPLE_FEATURES),
         "fim": {"level": fim.level, "rate": fim.rate, "spm_rate": fim.spm_rate,
                 "spm_variant": "prefix_suffix_sentinels_then_suffix_middle_prefix_middle",
                 "span_unit": fim.span_unit, "trim": fim.trim,

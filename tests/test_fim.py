@@ -225,3 +225,62 @@ def test_document_level_fim_reassembles_the_document(request, tokenizer_name):
         assert parts == [render(tokenizer, ids.tolist())]
         assert stats["fim_candidates"] == 1 and stats["fim_fragments"] == (mode != "plain")
     assert modes["plain"] and modes["psm"] and modes["spm"]
+
+
+@pytest.mark.parametrize("tokenizer_name, model_name", [("code_tokenizer", "code_model_bytes"),
+                                                        ("llama_tokenizer", "llama_model_bytes")])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(docs=documents, data=st.data(), seed=st.integers(0, 2**31),
+       span_unit=st.sampled_from(["char", "line"]))
+def test_reencoding_only_the_words_at_the_cuts_equals_a_full_reencode(request, tokenizer_name, model_name,
+                                                                     docs, data, seed, span_unit):
+    from transforms.tokenizer import SpecialTokenNames, Tokenizer
+
+    fast = request.getfixturevalue(tokenizer_name)
+    assert fast.local_reencoding
+    full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), local_reencoding=False)
+    words = st.lists(st.sampled_from(["def", "x", "  ", " ", "\n", "日本", "é", "🎉", "(a, b)", "    "]),
+                     max_size=60).map("".join)
+    docs = docs + [data.draw(words).strip() or "x"]
+    ids = packed(fast, docs)
+    start = data.draw(st.integers(0, len(ids) - 1))
+    chunk = np.array(ids[start:data.draw(st.integers(start + 1, len(ids)))])
+    config = FimConfig(context_length=len(chunk) + 64, rate=1.0, span_unit=span_unit)
+    a, _ = fim_chunk(Chunk(0, 0, chunk), seed, config, fast)
+    b, _ = fim_chunk(Chunk(0, 0, chunk), seed, config, full)
+    assert a.input_ids.tolist() == b.input_ids.tolist()
+
+
+def test_models_that_merge_across_words_are_reencoded_whole(lossy_tokenizer):
+    assert not lossy_tokenizer.local_reencoding
+
+
+@pytest.mark.parametrize("tokenizer_name, model_name", [("code_tokenizer", "code_model_bytes"),
+                                                        ("llama_tokenizer", "llama_model_bytes")])
+def test_local_reencoding_equals_full_reencoding_on_real_code(request, tokenizer_name, model_name):
+    from tests.conftest import multilingual_documents, stdlib_sources
+    from transforms.tokenizer import SpecialTokenNames, Tokenizer
+
+    fast = request.getfixturevalue(tokenizer_name)
+    full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), local_reencoding=False)
+    ids = packed(fast, stdlib_sources(150_000, seed=9) + multilingual_documents(20, seed=9))
+    for index, start in enumerate(range(0, len(ids), 97)):
+        chunk = Chunk(0, index, np.array(ids[start:start + 300]))
+        config = FimConfig(400, rate=1.0, span_unit="line" if index % 3 == 0 else "char")
+        a, _ = fim_chunk(chunk, 1, config, fast)
+        b, _ = fim_chunk(chunk, 1, config, full)
+        assert a.input_ids.tolist() == b.input_ids.tolist(), index
+
+
+@pytest.mark.parametrize("tokenizer_name", ["code_tokenizer", "llama_tokenizer"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(st.sampled_from(["def", "x", " ", "  ", "\n", "\t", "日本", "é", "🎉", "(a, b)", "__init__",
+                                      "0123", "<fim_middle>"]), max_size=40).map("".join))
+def test_words_encode_independently_where_local_reencoding_is_on(request, tokenizer_name, text):
+    """The property that local re-encoding relies on, checked on the model itself."""
+    import re
+
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    assert tokenizer.local_reencoding
+    words = [w for w in re.split(r"(?<=[^ ])(?= )", text) if w]
+    assert tokenizer.encode_fragments([text])[0] == [i for w in words for i in tokenizer.encode_fragments([w])[0]]

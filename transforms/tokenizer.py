@@ -112,6 +112,28 @@ def _piece_surface(piece, escape_whitespaces: bool) -> Optional[bytes]:
     return None
 
 
+def _encodes_words_independently(proto) -> bool:
+    """Whether encoding text equals encoding each space-started word on its own.
+
+    True for a BPE model with identity normalization when no piece has a space
+    after a non-space inside it: BPE only merges into vocabulary pieces, so no
+    merge ever crosses such a boundary. FIM then re-encodes only the words
+    around its cut points (a test checks the ids equal a full re-encode).
+    """
+    spec = proto.normalizer_spec
+    if (proto.trainer_spec.model_type != model_pb2.TrainerSpec.BPE
+            or spec.name != "identity" or spec.precompiled_charsmap or spec.remove_extra_whitespaces
+            or not spec.escape_whitespaces or proto.trainer_spec.treat_whitespace_as_suffix):
+        return False
+    mark = _WHITESPACE_MARK
+    for piece in proto.pieces:
+        if piece.type in (PieceType.NORMAL, PieceType.USER_DEFINED):
+            text = piece.piece
+            if any(text[k] == mark and text[k - 1] != mark for k in range(1, len(text))):
+                return False
+    return True
+
+
 class Tokenizer:
     """A user's SentencePiece model with the encoders and tables FIM needs.
 
@@ -119,10 +141,13 @@ class Tokenizer:
     should rather obtain it through ``shared_tokenizer`` in ``setup()``.
     """
 
-    def __init__(self, model_bytes: bytes, names: SpecialTokenNames = SpecialTokenNames()):
+    def __init__(self, model_bytes: bytes, names: SpecialTokenNames = SpecialTokenNames(),
+                 local_reencoding: Optional[bool] = None):
         self.model_bytes = model_bytes
         self.names = names
         proto = model_pb2.ModelProto.FromString(model_bytes)
+        self.local_reencoding = (_encodes_words_independently(proto) if local_reencoding is None
+                                 else local_reencoding)
         self.special = _resolve_special_tokens(proto, names)
         special_ids = set(self.special.as_dict().values())
         self.special_texts = tuple(sorted({proto.pieces[i].piece for i in special_ids}))
@@ -149,7 +174,7 @@ class Tokenizer:
         self.byte_fallback = proto.trainer_spec.byte_fallback
 
     def __reduce__(self):
-        return Tokenizer, (self.model_bytes, self.names)
+        return Tokenizer, (self.model_bytes, self.names, self.local_reencoding)
 
     def encode_documents(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
         return self.document_encoder.encode(texts, num_threads=num_threads)

@@ -23,11 +23,13 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
+from transforms.example_proto import serialize_int64_example
 from transforms.fim import FRAGMENT_HISTOGRAM_PREFIX, Example
 from transforms.read import SKIP_REASONS, Rejected
 from transforms.storage import connect_anonymously_to_emulator
 
 METADATA_FILE = "metadata.json"
+EXAMPLE_FEATURES = ("input_ids", "segment_ids", "positions")
 ERRORS_DIR = "errors"
 
 
@@ -100,18 +102,8 @@ class _SerializeFn(beam.DoFn):
         self._seed = seed
         self._num_shards = num_shards
 
-    def setup(self):
-        import tensorflow as tf  # Workers import TensorFlow once, here, not at pipeline construction.
-
-        self._tf = tf
-
     def process(self, example: Example):
-        tf = self._tf
-        features = tf.train.Features(feature={
-            name: tf.train.Feature(int64_list=tf.train.Int64List(value=getattr(example, name)))
-            for name in ("input_ids", "segment_ids", "positions")})
-        # Map fields serialize in hash order unless asked otherwise, which differs between processes.
-        record = tf.train.Example(features=features).SerializeToString(deterministic=True)
+        record = serialize_int64_example({name: getattr(example, name) for name in EXAMPLE_FEATURES})
         key = example_key(self._seed, example.bucket, example.index)
         yield key % self._num_shards, (key, record)
 
