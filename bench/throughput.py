@@ -4,7 +4,7 @@
 
 (a) the limit: the corpus encoded by SentencePiece alone with two threads;
 (b) ``fimflow run`` on the same corpus on the DirectRunner, fim_rate 0.5.
-Prints MB/s of input text, tokens/s, the ratio b/a and peak memory. A
+Other flags go to ``fimflow run``. Prints MB/s of input text, tokens/s, the ratio b/a and peak memory. A
 benchmark, not a test: numbers depend on the machine; only ratios taken in
 the same run are comparable.
 """
@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit_mb", type=float, default=1000.0, help="Use at most this much of the corpus.")
     parser.add_argument("--mode", choices=("in_process", "multi_processing"), default="multi_processing")
     parser.add_argument("--context_length", type=int, default=2048)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     texts = load_corpus(corpus_files(args.input, int(args.limit_mb * 1e6)))
     size = sum(len(t.encode("utf-8")) for t in texts)
     tokenizer = Tokenizer(read_model_bytes(defaults.bundled_tokenizer_path()), SpecialTokenNames())
@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     try:
         start = time.perf_counter()
         code = fimflow(["run", "--input", corpus, "--output", f"{out}/data", "--context_length",
-                        str(args.context_length), "--fim_rate", "0.5", *runner])
+                        str(args.context_length), "--fim_rate", "0.5", *runner, *extra])
         pipeline_seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)

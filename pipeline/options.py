@@ -15,7 +15,7 @@ import os
 from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipeline import defaults
 from transforms.fim import FIM_LEVELS, SPAN_UNITS, TRIM_POLICIES, FimConfig
@@ -76,7 +76,9 @@ class FimflowOptions(PipelineOptions):
         add("--max_error_fraction", type=float, default=0.01,
             help="Above this share of rejected records the run fails and writes no metadata.json.")
         add("--overwrite", action="store_true", help="Replace a complete dataset at --output.")
-        add("--tokenizer_threads", type=int, default=1, help="SentencePiece threads per batch.")
+        add("--tokenizer_threads", type=int, default=0,
+            help="SentencePiece threads per batch (0: every core for the in-process DirectRunner, "
+                 "else 1, since other runners already run one worker per core).")
         names = SpecialTokenNames()
         add("--fim_prefix_token", default=names.fim_prefix)
         add("--fim_middle_token", default=names.fim_middle)
@@ -104,6 +106,15 @@ class RunPlan:
     max_error_fraction: float
     tokenizer_threads: int
     options: dict
+
+
+def default_tokenizer_threads(options: PipelineOptions) -> int:
+    """Every core where one process runs the whole pipeline, one thread elsewhere."""
+    runner = options.view_as(StandardOptions).runner
+    in_process = options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    if runner in (None, "DirectRunner", "direct") and in_process:
+        return os.cpu_count() or 1
+    return 1
 
 
 def unknown_options(options: PipelineOptions) -> list[str]:
@@ -167,7 +178,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         _check(0.0 <= value <= 1.0, f"--{name}={value} must be between 0 and 1")
     for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens"):
         _check(getattr(o, name) >= 0, f"--{name} must not be negative")
-    _check(o.tokenizer_threads >= 1, "--tokenizer_threads must be at least 1")
+    _check(o.tokenizer_threads >= 0, "--tokenizer_threads must not be negative")
     if o.input:
         _check(o.output is not None, "--output is required with --input")
         files = resolve_inputs(o.input, o.include, o.exclude)
@@ -208,6 +219,6 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         id_field=o.id_field,
         max_file_bytes=o.max_file_bytes,
         max_error_fraction=o.max_error_fraction,
-        tokenizer_threads=o.tokenizer_threads,
+        tokenizer_threads=o.tokenizer_threads or default_tokenizer_threads(options),
         options={k: v for k, v in options.get_all_options(drop_default=False).items()},
     )

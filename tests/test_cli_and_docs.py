@@ -77,3 +77,15 @@ def test_benchmark_runs_on_a_tiny_corpus():
     result = throughput.main(["--limit_mb", "0.05", "--mode", "in_process", "--context_length", "256"])
     assert result["exit_code"] == 0 and result["tokens"] > 0
     assert 0 < result["ratio"] and result["raw_sentencepiece_mb_s"] > 0
+
+
+def test_tokenizer_threads_default_to_every_core_only_in_process():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import default_tokenizer_threads
+
+    import os
+
+    assert default_tokenizer_threads(PipelineOptions([])) == (os.cpu_count() or 1)
+    assert default_tokenizer_threads(PipelineOptions(["--direct_running_mode=multi_processing"])) == 1
+    assert default_tokenizer_threads(PipelineOptions(["--runner=DataflowRunner"])) == 1
