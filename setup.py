@@ -20,14 +20,16 @@ setuptools.setup(
     install_requires=[
         "apache-beam[gcp]==2.77.0",
         "sentencepiece==0.2.1",
-        "tensorflow-cpu==2.21.0",
         "google-cloud-storage>=2.14,<4",
         "numpy>=1.26,<3",
         "pyarrow>=14",
         "zstandard>=0.22",
     ],
+    # TensorFlow reads datasets back (fimflow inspect, trainers); the pipeline
+    # itself writes Example bytes without it, so workers do not install it.
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3"],
+        "tf": ["tensorflow-cpu==2.21.0"],
+        "test": ["tensorflow-cpu==2.21.0", "pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3"],
     },
     entry_points={"console_scripts": ["fimflow=pipeline.cli:main"]},
 )

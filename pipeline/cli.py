@@ -19,7 +19,7 @@ USAGE = """usage: fimflow {run,train-tokenizer,inspect} [options]
 def _run(argv: list[str]) -> int:
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
     from pipeline.build import build_pipeline
     from pipeline.options import FimflowOptions, UsageError, plan_run
@@ -41,8 +41,18 @@ def _run(argv: list[str]) -> int:
     print(f"fimflow: {len(plan.files)} input file(s) -> {plan.output} "
           f"({plan.num_buckets} buckets, {plan.num_shards} shards)", file=sys.stderr)
     start = time.monotonic()
+    setup = options.view_as(SetupOptions)
+    if setup.save_main_session is None:
+        # Workers import fimflow as an installed package; pickling __main__
+        # (Beam's default on Dataflow) would only add a way to break.
+        setup.save_main_session = False
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, plan)
+    template = options.view_as(GoogleCloudOptions).template_location
+    if template:
+        pipeline.run()
+        print(f"fimflow: wrote the Dataflow job template {template}; nothing was submitted", file=sys.stderr)
+        return 0
     try:
         state = pipeline.run().wait_until_finish()
     except Exception as e:  # The runner wraps worker errors; the last line is the cause.

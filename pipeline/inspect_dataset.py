@@ -25,7 +25,10 @@ def _style(text: str, style: str, color: bool) -> str:
 
 def read_examples(output: str, limit: Optional[int] = None) -> list[dict]:
     """Examples of a dataset as ``tf.data`` gives them to a trainer: lists of ids per feature."""
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise SystemExit("fimflow inspect reads records with tf.data: pip install 'fimflow[tf]'") from e
 
     with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
         metadata = json.load(f)

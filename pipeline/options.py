@@ -9,6 +9,7 @@ them into a ``RunPlan``; every problem is one ``UsageError`` line.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import fnmatch
 import math
 import os
@@ -32,6 +33,20 @@ TARGET_SHARD_INPUT_BYTES = 128 << 20
 COMPRESSED_SIZE_FACTOR = 4
 
 
+def _parse_bool(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def expand_output(template: str, now: datetime.datetime) -> str:
+    """``{date}``/``{datetime}`` in an output path, so each scheduled run writes a new dataset."""
+    return (template.replace("{date}", now.strftime("%Y-%m-%d"))
+            .replace("{datetime}", now.strftime("%Y-%m-%dT%H%M%SZ")))
+
+
 class UsageError(ValueError):
     """A bad option or input, found before the pipeline starts."""
 
@@ -48,8 +63,9 @@ class FimflowOptions(PipelineOptions):
             help="Keep only matched files whose path matches one of these globs (fnmatch), e.g. '*.py'.")
         add("--exclude", action="append", default=None,
             help="Drop matched files whose path matches one of these globs, e.g. '*/tests/*'.")
-        add("--output", default=None, help="Output directory (local or gs://). Default: ./fimflow_out "
-                                             "for the default corpus; required otherwise.")
+        add("--output", default=None,
+            help="Output directory (local or gs://); {date} and {datetime} become the launch time (UTC), "
+                 "for scheduled runs. Default: ./fimflow_out for the default corpus; required otherwise.")
         add("--tokenizer", default=None,
             help="SentencePiece model (local or gs://). Default: the bundled code tokenizer.")
         add("--context_length", type=int, default=2048, help="Tokens per example.")
@@ -75,7 +91,9 @@ class FimflowOptions(PipelineOptions):
             help="Plain source files larger than this are rejected.")
         add("--max_error_fraction", type=float, default=0.01,
             help="Above this share of rejected records the run fails and writes no metadata.json.")
-        add("--overwrite", action="store_true", help="Replace a complete dataset at --output.")
+        # Also --overwrite=true/false: Flex Templates pass every parameter with a value.
+        add("--overwrite", nargs="?", const=True, default=False, type=_parse_bool,
+            help="Replace a complete dataset at --output.")
         add("--tokenizer_threads", type=int, default=0,
             help="SentencePiece threads per batch (0: every core for the in-process DirectRunner, "
                  "else 1, since other runners already run one worker per core).")
@@ -185,7 +203,8 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     else:
         files = defaults.default_corpus_files()
         _check(bool(files), "no --input given and the default corpus (Python standard library) was not found")
-    output = (o.output or defaults.DEFAULT_OUTPUT).rstrip("/")
+    output = expand_output(o.output or defaults.DEFAULT_OUTPUT,
+                           datetime.datetime.now(datetime.timezone.utc)).rstrip("/")
     tokenizer_path = o.tokenizer or defaults.bundled_tokenizer_path()
     try:
         model = read_model_bytes(tokenizer_path)

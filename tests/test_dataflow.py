@@ -1,0 +1,61 @@
+"""The real Dataflow job request, built offline against the Cloud Storage emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.gcs_emulator import upload
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ["Read", "Tokenize", "Shuffle", "Pack", "Fim", "WriteExamples", "WriteRejected", "WriteMetadata"]
+
+
+def build_template(gcs, tmp_path, code_model_path, *extra) -> dict:
+    upload(b'{"content": "def f():\\n    return 1\\n"}\n', gcs.url("df/in/a.jsonl"))
+    upload(Path(code_model_path).read_bytes(), gcs.url("df/code.model"))
+    template = tmp_path / "template.json"
+    env = {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--runner", "DataflowRunner", "--project", "fimflow-test",
+         "--region", "europe-west4", "--temp_location", gcs.url("df/tmp"),
+         "--staging_location", gcs.url("df/staging"), "--template_location", str(template),
+         "--input", gcs.url("df/in/*.jsonl"), "--tokenizer", gcs.url("df/code.model"),
+         "--output", gcs.url("df/out"), "--context_length", "512", *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(template.read_text())
+
+
+def staged_transform_names(gcs) -> list[str]:
+    """Names of the transforms in the pipeline proto the job staged (Runner v2 keeps them there)."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    (proto,) = [m.path for m in FileSystems.match([gcs.url("df/staging/**")])[0].metadata_list
+                if m.path.endswith("/pipeline.pb")][-1:]
+    with FileSystems.open(proto) as f:
+        pipeline = beam_runner_api_pb2.Pipeline.FromString(f.read())
+    return [t.unique_name for t in pipeline.components.transforms.values()]
+
+
+def test_dataflow_job_stages_the_package_and_has_every_stage(gcs, tmp_path, code_model_path):
+    job = build_template(gcs, tmp_path, code_model_path, "--setup_file", str(ROOT / "setup.py"))
+    packages = json.dumps(job["environment"]["workerPools"][0].get("packages", []))
+    assert "workflow.tar.gz" in packages
+    names = staged_transform_names(gcs)
+    for stage in STAGES:
+        assert stage in names, stage
+    options = json.dumps(job["environment"]["sdkPipelineOptions"])
+    assert '"context_length": 512' in options
+    assert '"save_main_session": false' in options and "pickled_main_session" not in packages
+
+
+def test_dataflow_job_names_a_custom_container(gcs, tmp_path, code_model_path):
+    image = "europe-docker.pkg.dev/fimflow-test/fimflow/worker:0.1.0"
+    job = build_template(gcs, tmp_path, code_model_path, "--sdk_container_image", image,
+                         "--experiments", "use_runner_v2")
+    assert image in json.dumps(job["environment"]["workerPools"])
