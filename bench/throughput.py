@@ -1,12 +1,15 @@
 """End-to-end throughput as a ratio of raw SentencePiece speed, measured in one run.
 
-    python -m bench.throughput [--input GLOB] [--limit_mb N] [--mode in_process|multi_processing]
+    python -m bench.throughput [--input GLOB] [--limit_mb N] [--tokenizer MODEL]
+                               [--mode in_process|multi_processing] [fimflow run flags...]
 
 (a) the limit: the corpus encoded by SentencePiece alone with two threads;
-(b) ``fimflow run`` on the same corpus on the DirectRunner, fim_rate 0.5.
-Other flags go to ``fimflow run``. Prints MB/s of input text, tokens/s, the ratio b/a and peak memory. A
-benchmark, not a test: numbers depend on the machine; only ratios taken in
-the same run are comparable.
+(b) ``fimflow run`` on the same corpus on the DirectRunner, fim_rate 0.5;
+(c) the CPU time of each stage's own code run directly on the same corpus, so
+    that what the runner adds (moving and pickling data) is the remainder.
+Prints MB/s of input text, tokens/s, the ratio b/a, the stage split, output
+size and peak memory. A benchmark, not a test: numbers depend on the machine;
+only ratios taken in the same run are comparable.
 """
 
 from __future__ import annotations
@@ -18,10 +21,17 @@ import shutil
 import tempfile
 import time
 
+import numpy as np
+
 from pipeline import defaults
 from pipeline.cli import main as fimflow
 from pipeline.options import resolve_inputs
+from transforms.example_proto import serialize_int64_example
+from transforms.fim import FimConfig, fim_chunk
+from transforms.pack import Chunk, pack_bucket
 from transforms.read import Document, RecordReader
+from transforms.shuffle import shuffle_key
+from transforms.tokenize import TOKEN_DTYPE, TokenizedDocument, content_hash
 from transforms.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
 
 
@@ -47,6 +57,37 @@ def raw_encoding(texts: list[str], tokenizer: Tokenizer, threads: int) -> tuple[
     return time.perf_counter() - start, sum(map(len, encoded))
 
 
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def stage_cpu_seconds(corpus: str, tokenizer: Tokenizer, context_length: int) -> dict:
+    """CPU seconds of each stage's own code over the corpus, in one thread, no runner."""
+    times: dict = {}
+
+    def timed(name, fn):
+        start = _cpu_seconds()
+        result = fn()
+        times[name] = round(_cpu_seconds() - start, 2)
+        return result
+
+    docs = timed("read", lambda: [d for d in RecordReader().read(corpus) if isinstance(d, Document)])
+    tokenized = timed("tokenize", lambda: [
+        TokenizedDocument(content_hash(d.text), np.asarray(ids, dtype=TOKEN_DTYPE), 0)
+        for d, ids in zip(docs, tokenizer.encode_documents([d.text for d in docs]))])
+    chunks = timed("shuffle_and_pack", lambda: [c for c in pack_bucket(
+        0, sorted(tokenized, key=lambda d: shuffle_key(0, d.content_hash)), context_length,
+        tokenizer.special.eot) if isinstance(c, Chunk)])
+    config = FimConfig(context_length, rate=0.5)
+    examples = timed("fim", lambda: [fim_chunk(c, 0, config, tokenizer)[0] for c in chunks])
+    records = timed("serialize", lambda: [serialize_int64_example(
+        {"input_ids": e.input_ids, "segment_ids": e.segment_ids, "positions": e.positions}) for e in examples])
+    times["output_bytes"] = sum(map(len, records))
+    return times
+
+
 def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -57,12 +98,13 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", action="append", help="Corpus (default: the Python standard library).")
     parser.add_argument("--limit_mb", type=float, default=1000.0, help="Use at most this much of the corpus.")
-    parser.add_argument("--mode", choices=("in_process", "multi_processing"), default="multi_processing")
+    parser.add_argument("--mode", choices=("in_process", "multi_processing"), default="in_process")
+    parser.add_argument("--tokenizer", default=defaults.bundled_tokenizer_path())
     parser.add_argument("--context_length", type=int, default=2048)
     args, extra = parser.parse_known_args(argv)
     texts = load_corpus(corpus_files(args.input, int(args.limit_mb * 1e6)))
     size = sum(len(t.encode("utf-8")) for t in texts)
-    tokenizer = Tokenizer(read_model_bytes(defaults.bundled_tokenizer_path()), SpecialTokenNames())
+    tokenizer = Tokenizer(read_model_bytes(args.tokenizer), SpecialTokenNames())
     raw_seconds, tokens = raw_encoding(texts, tokenizer, threads=2)
     out = tempfile.mkdtemp(prefix="fimflow-bench-")
     # One JSONL file holds exactly the measured texts, so both runs see the same corpus.
@@ -72,12 +114,15 @@ def main(argv=None) -> dict:
     runner = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] \
         if args.mode == "multi_processing" else []
     try:
-        start = time.perf_counter()
-        code = fimflow(["run", "--input", corpus, "--output", f"{out}/data", "--context_length",
-                        str(args.context_length), "--fim_rate", "0.5", *runner, *extra])
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
+        code = fimflow(["run", "--input", corpus, "--output", f"{out}/data", "--tokenizer", args.tokenizer,
+                        "--context_length", str(args.context_length), "--fim_rate", "0.5", *runner, *extra])
         pipeline_seconds = time.perf_counter() - start
+        pipeline_cpu = _cpu_seconds() - cpu_start
+        stages = stage_cpu_seconds(corpus, tokenizer, args.context_length)
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    output_bytes = stages.pop("output_bytes")
     result = {
         "documents": len(texts), "input_mb": round(size / 1e6, 2), "tokens": tokens,
         "raw_sentencepiece_mb_s": round(size / 1e6 / raw_seconds, 2),
@@ -85,6 +130,10 @@ def main(argv=None) -> dict:
         "pipeline_tokens_s": round(tokens / pipeline_seconds),
         "ratio": round(raw_seconds / pipeline_seconds, 3),
         "pipeline_seconds": round(pipeline_seconds, 1), "mode": args.mode,
+        "pipeline_cpu_seconds": round(pipeline_cpu, 1),
+        "stage_cpu_seconds": stages,
+        "runner_overhead_cpu_seconds": round(pipeline_cpu - sum(stages.values()), 1),
+        "output_bytes_per_input_byte": round(output_bytes / size, 2),
         "peak_rss_mb": round(peak_rss_mb()), "exit_code": code,
     }
     for k, v in result.items():

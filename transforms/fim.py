@@ -397,22 +397,19 @@ def _fragment_bucket(n: int) -> str:
     return f"{FRAGMENT_HISTOGRAM_PREFIX}{1 << max(n - 1, 0).bit_length()}"
 
 
-def _fragments(ids: list, eot: int):
-    """``(fragment, followed_by_eot, next_start)`` for each fragment of a chunk."""
+def _fragments(ids: np.ndarray, eot: int):
+    """``(fragment, followed_by_eot, next_start)`` for each fragment of a chunk, as array views."""
     start = 0
-    while start < len(ids):
-        try:
-            end = ids.index(eot, start)
-        except ValueError:
-            yield ids[start:], False, len(ids)
-            return
+    for end in np.flatnonzero(ids == eot).tolist():
         yield ids[start:end], True, end + 1
         start = end + 1
+    if start < len(ids):
+        yield ids[start:], False, len(ids)
 
 
-def _count_document_fim(fragment: list, with_eot: bool, first: bool, sp, stats: Counter):
+def _count_document_fim(fragment: np.ndarray, with_eot: bool, first: bool, sp, stats: Counter):
     """Counts document-level FIM examples that the chunk boundary cut apart."""
-    if sp.fim_middle not in fragment and sp.fim_prefix not in fragment:
+    if not np.any((fragment == sp.fim_middle) | (fragment == sp.fim_prefix)):
         return
     stats["fim_tokens"] += len(fragment) + with_eot
     if not with_eot or (first and fragment[0] != sp.fim_prefix):
@@ -421,53 +418,55 @@ def _count_document_fim(fragment: list, with_eot: bool, first: bool, sp, stats: 
 
 def fim_chunk(chunk: Chunk, seed: int, config: FimConfig,
               tokenizer: Tokenizer) -> tuple[Example, Counter]:
-    """Applies context-level FIM to one chunk; returns the example and its statistics."""
+    """Applies context-level FIM to one chunk; returns the example and its statistics.
+
+    Plain fragments stay numpy views of the chunk; only transformed fragments
+    become Python lists, since most of a chunk is copied, not changed.
+    """
     stats: Counter = Counter()
     sp = tokenizer.special
     rng = chunk_rng(seed, chunk.bucket, chunk.index)
-    ids = chunk.ids.tolist()
+    ids = np.asarray(chunk.ids, dtype=np.int64)
     L = config.context_length
-    out_ids: list[int] = []
-    out_seg: list[int] = []
-    out_pos: list[int] = []
-    segment = 0
+    eot = np.array([sp.eot], dtype=np.int64)
+    pieces: list = []  # token arrays, one per segment
+    length = 0
     for fragment, with_eot, next_start in _fragments(ids, sp.eot):
-        if len(out_ids) >= L:
+        if length >= L:
             # Earlier FIM forms grew past the context: the rest of the chunk is
             # trimmed away whole and never counted as fragments.
             stats["trimmed_tokens"] += len(ids) - (next_start - len(fragment) - with_eot)
             break
-        segment += 1
         tokens = fragment
         covered = len(fragment)
-        if fragment:
+        if len(fragment):
             stats["fragments"] += 1
             stats[_fragment_bucket(len(fragment))] += 1
             if config.level == "document":
-                _count_document_fim(fragment, with_eot, segment == 1, sp, stats)
+                _count_document_fim(fragment, with_eot, not pieces, sp, stats)
                 draws = None
             else:
                 stats["fim_candidates"] += 1
                 draws = _draw(rng, config)
             if draws is not None and len(fragment) >= config.min_fragment_tokens:
-                fim = fim_form(fragment, draws, config, tokenizer, stats)
+                fragment_ids = fragment.tolist()
+                fim = fim_form(fragment_ids, draws, config, tokenizer, stats)
                 if config.trim == "keep_middle":
-                    fim, covered = _fit_fim_form(fragment, fim, L - len(out_ids), draws, config,
+                    fim, covered = _fit_fim_form(fragment_ids, fim, L - length, draws, config,
                                                  tokenizer, stats)
                 if fim is None:
                     covered = len(fragment)
                     stats["fim_fragments_left_plain_no_room"] += 1
                 else:
-                    tokens = fim
+                    tokens = np.array(fim, dtype=np.int64)
                     stats["fim_fragments"] += 1
                     stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
-                    stats["fim_tokens"] += min(len(fim) + with_eot, L - len(out_ids))
+                    stats["fim_tokens"] += min(len(fim) + with_eot, L - length)
         shortened = covered < len(fragment)
         if with_eot and not shortened:
-            tokens = tokens + [sp.eot]
-        out_ids.extend(tokens)
-        out_seg.extend([segment] * len(tokens))
-        out_pos.extend(range(len(tokens)))
+            tokens = np.concatenate([tokens, eot])
+        pieces.append(tokens)
+        length += len(tokens)
         if shortened:
             # The fragment's document goes on past what fitted: no <eot>, and
             # nothing after it in this example.
@@ -476,17 +475,21 @@ def fim_chunk(chunk: Chunk, seed: int, config: FimConfig,
             break
     stats["examples"] += 1
     stats["chunk_tokens"] += len(ids)
-    if len(out_ids) > L:
-        stats["trimmed_tokens"] += len(out_ids) - L
-        del out_ids[L:], out_seg[L:], out_pos[L:]
-    pad = L - len(out_ids)
+    lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+    input_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    segment_ids = np.repeat(np.arange(1, len(pieces) + 1, dtype=np.int64), lengths)
+    positions = np.arange(len(input_ids), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    if len(input_ids) > L:
+        stats["trimmed_tokens"] += len(input_ids) - L
+        input_ids, segment_ids, positions = input_ids[:L], segment_ids[:L], positions[:L]
+    pad = L - len(input_ids)
     stats["padding_tokens"] += pad
     stats["example_tokens"] += L - pad
     example = Example(
         chunk.bucket, chunk.index,
-        np.array(out_ids + [sp.pad] * pad, dtype=np.int64),
-        np.array(out_seg + [0] * pad, dtype=np.int64),
-        np.array(out_pos + [0] * pad, dtype=np.int64))
+        np.concatenate([input_ids, np.full(pad, sp.pad, dtype=np.int64)]),
+        np.concatenate([segment_ids, np.zeros(pad, dtype=np.int64)]),
+        np.concatenate([positions, np.zeros(pad, dtype=np.int64)]))
     return example, stats
 
 
