@@ -89,3 +89,16 @@ def test_tokenizer_threads_default_to_every_core_only_in_process():
     assert default_tokenizer_threads(PipelineOptions([])) == (os.cpu_count() or 1)
     assert default_tokenizer_threads(PipelineOptions(["--direct_running_mode=multi_processing"])) == 1
     assert default_tokenizer_threads(PipelineOptions(["--runner=DataflowRunner"])) == 1
+
+
+def test_run_needs_no_tensorflow(tmp_path, code_model_path):
+    """Workers do not install TensorFlow: building a dataset must never import it."""
+    corpus = tmp_path / "a.jsonl"
+    corpus.write_text('{"content": "def f(x):\\n    return x\\n"}\n')
+    script = ("import sys; sys.modules['tensorflow'] = None\n"
+              "from pipeline.cli import main\n"
+              f"sys.exit(main(['run', '--input', {str(corpus)!r}, '--output', {str(tmp_path / 'out')!r}, "
+              f"'--tokenizer', {code_model_path!r}, '--context_length', '64']))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "metadata.json").exists()
