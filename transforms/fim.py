@@ -11,27 +11,28 @@ probability ``spm_rate``, SPM (variant 2 of the FIM paper)
 ``<pre> <suf> S <mid> P M``; fragments are re-joined with ``<eot>``, trimmed to
 the context length and padded at the tail.
 
-The transform works on the bytes that pieces stand for, never on ``decode``:
-bytes of a character cut in two by a chunk boundary stay as their original
-byte pieces, and prefix, middle and suffix are re-encoded by the tokenizer's
-fragment encoder, so the bytes of P+M+S are exactly the bytes of the fragment.
+The transform works on the bytes that pieces stand for, never on ``decode``
+(see ``transforms.fragments``): bytes of a character cut in two by a chunk
+boundary stay as their original byte pieces, and prefix, middle and suffix
+are re-encoded by the tokenizer's fragment encoder, so the bytes of P+M+S are
+exactly the bytes of the fragment.
 All randomness comes from a ``random.Random`` seeded by the run seed and the
 chunk's identity, so a retried bundle produces the same bytes.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import hashlib
-import itertools
 import random
 from collections import Counter
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional
 
 import apache_beam as beam
 import numpy as np
 
+from transforms.fragments import (cut_candidates, encode_parts, fragment_parts, split_parts,
+                                  unit_length)
 from transforms.pack import Chunk
 from transforms.tokenize import TokenizedDocument
 from transforms.tokenizer import Tokenizer, TokenizerHandle
@@ -40,9 +41,6 @@ SPAN_UNITS = ("char", "line", "token")
 FIM_LEVELS = ("context", "document")
 TRIM_POLICIES = ("paper", "keep_middle")
 
-# A fragment as FIM sees it: text it may cut anywhere, and runs of original ids
-# it must keep whole (partial characters at a chunk edge, ids with no text).
-Part = Union["TextSpan", tuple]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,234 +76,6 @@ def chunk_rng(seed: int, bucket: int, index: int) -> random.Random:
     return _rng("fim", seed, bucket, index)
 
 
-class TextRun:
-    """The decoded text of a run of original ids, and the ids themselves.
-
-    ``ids_between`` finds the original ids of a slice of the text, which is
-    what lets FIM re-encode only the words around its cut points.
-    """
-
-    __slots__ = ("text", "ids", "surfaces", "_offsets")
-
-    def __init__(self, text: str, ids: list, surfaces: list):
-        self.text = text
-        self.ids = ids
-        self.surfaces = surfaces
-        self._offsets: Optional[list] = None
-
-    def _byte_offset(self, char_offset: int) -> int:
-        text = self.text
-        return char_offset if text.isascii() else len(text[:char_offset].encode("utf-8"))
-
-    def ids_between(self, start: int, end: int) -> Optional[list]:
-        """Original ids covering exactly ``text[start:end]``, or ``None`` if no ids do."""
-        if self._offsets is None:
-            self._offsets = list(itertools.accumulate(map(len, self.surfaces), initial=0))
-        offsets = self._offsets
-        a, b = self._byte_offset(start), self._byte_offset(end)
-        k, m = bisect.bisect_left(offsets, a), bisect.bisect_left(offsets, b)
-        if k >= len(offsets) or m >= len(offsets) or offsets[k] != a or offsets[m] != b:
-            return None
-        return self.ids[k:m]
-
-
-@dataclasses.dataclass(frozen=True)
-class TextSpan:
-    """``run.text[start:end]``: a piece of text FIM may cut and must re-encode.
-
-    Not a tuple, so it is never mistaken for a run of ids.
-    """
-
-    run: TextRun
-    start: int
-    end: int
-
-    @property
-    def text(self) -> str:
-        return self.run.text[self.start:self.end]
-
-
-def _incomplete_tail(data: bytes, start: int) -> int:
-    """Length of a UTF-8 sequence at the end of ``data[start:]`` that lacks its last bytes."""
-    end = len(data)
-    p = end - 1
-    while p >= start and end - p <= 3 and (data[p] & 0xC0) == 0x80:
-        p -= 1
-    if p < start:
-        return 0
-    lead = data[p]
-    need = 2 if 0xC0 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 4 if 0xF0 <= lead < 0xF8 else 1
-    return end - p if end - p < need else 0
-
-
-def _edge_tokens(surfaces: list, nbytes: int, from_end: bool) -> Optional[int]:
-    """How many edge ids (byte pieces, one byte each) cover ``nbytes`` edge bytes; ``None`` if not whole ids."""
-    covered = k = 0
-    order = reversed(surfaces) if from_end else iter(surfaces)
-    for surface in order:
-        if covered >= nbytes:
-            break
-        covered += len(surface)
-        k += 1
-    return k if covered == nbytes else None
-
-
-def _text_run_parts(ids: list, surfaces: list, stats: Counter) -> list:
-    """Parts of a run of ids that all stand for bytes."""
-    data = b"".join(surfaces)
-    lead = 0
-    while lead < len(data) and (data[lead] & 0xC0) == 0x80:
-        lead += 1
-    tail = _incomplete_tail(data, lead)
-    k_lead = _edge_tokens(surfaces, lead, from_end=False)
-    k_tail = _edge_tokens(surfaces, tail, from_end=True)
-    try:
-        if k_lead is None or k_tail is None:
-            raise ValueError("partial character inside an id")
-        text = data[lead:len(data) - tail].decode("utf-8")
-    except ValueError:
-        # Not valid UTF-8 inside (ids that did not come from encoding text):
-        # keep the run whole rather than guess.
-        stats["fragments_kept_whole_invalid_utf8"] += 1
-        return [tuple(ids)]
-    end = len(ids) - k_tail
-    parts: list = []
-    if k_lead:
-        parts.append(tuple(ids[:k_lead]))
-        stats["partial_character_edges"] += 1
-    if text:
-        parts.append(TextSpan(TextRun(text, ids[k_lead:end], surfaces[k_lead:end]), 0, len(text)))
-    if k_tail:
-        parts.append(tuple(ids[end:]))
-        stats["partial_character_edges"] += 1
-    return parts
-
-
-def fragment_parts(ids: list, tokenizer: Tokenizer, stats: Counter) -> list:
-    """Splits a fragment into text FIM may cut and id runs it must keep whole."""
-    table = tokenizer.piece_bytes
-    surfaces = [table[i] for i in ids]
-    if None not in surfaces:
-        return _text_run_parts(ids, surfaces, stats)
-    parts: list = []
-    start = 0
-    for k, s in enumerate(surfaces + [None]):
-        if s is None:
-            if k > start:
-                parts.extend(_text_run_parts(ids[start:k], surfaces[start:k], stats))
-            if k < len(ids):
-                parts.append((ids[k],))
-            start = k + 1
-    return _merge_id_runs(parts)
-
-
-def _merge_id_runs(parts: list) -> list:
-    merged: list = []
-    for part in parts:
-        if merged and isinstance(part, tuple) and isinstance(merged[-1], tuple):
-            merged[-1] = merged[-1] + part
-        elif part != ():
-            merged.append(part)
-    return merged
-
-
-def _unit_length(part: Part) -> int:
-    return part.end - part.start if isinstance(part, TextSpan) else 1
-
-
-def cut_candidates(parts: list, span_unit: str) -> Optional[list]:
-    """Positions where cut points may fall; ``None`` means every position 0..N."""
-    if span_unit == "char":
-        return None
-    if span_unit != "line":
-        raise ValueError(f"unknown span unit {span_unit!r}")
-    positions = [0]
-    offset = 0
-    for part in parts:
-        if isinstance(part, TextSpan):
-            text, start = part.run.text, part.start
-            while (nl := text.find("\n", start, part.end)) >= 0:
-                positions.append(offset + nl + 1 - part.start)
-                start = nl + 1
-        offset += _unit_length(part)
-    if positions[-1] != offset:
-        positions.append(offset)
-    return positions
-
-
-def split_parts(parts: list, i: int, j: int) -> tuple[list, list, list]:
-    """Cuts ``parts`` at unit positions ``i <= j`` into prefix, middle, suffix."""
-    out: tuple[list, list, list] = ([], [], [])
-    offset = 0
-    for part in parts:
-        n = _unit_length(part)
-        if isinstance(part, TextSpan):
-            a, b = min(max(i - offset, 0), n), min(max(j - offset, 0), n)
-            for target, (x, y) in zip(out, ((0, a), (a, b), (b, n))):
-                if y > x:
-                    target.append(TextSpan(part.run, part.start + x, part.start + y))
-        else:
-            target = out[0] if offset < i else out[1] if offset < j else out[2]
-            target.append(part)
-        offset += n
-    return out
-
-
-def _word_boundary_at_or_after(text: str, start: int, end: int) -> int:
-    """First ``p`` in ``[start, end]`` where a run of spaces follows a non-space, or -1."""
-    p = text.find(" ", max(start, 1), end)
-    while p > 0 and text[p - 1] == " ":
-        p = text.find(" ", p + 1, end)
-    return p
-
-
-def _word_boundary_before(text: str, start: int, end: int) -> int:
-    """Last ``p`` in ``[start, end)`` where a run of spaces follows a non-space, or -1."""
-    p = text.rfind(" ", start, end)
-    while p > start and text[p - 1] == " ":
-        p -= 1
-    return p if p > 0 and text[p - 1] != " " else -1
-
-
-def _reencoding_plan(span: TextSpan, local: bool) -> list:
-    """Text to encode and original ids to keep that make up ``span``'s encoding.
-
-    With a tokenizer whose pieces never cross a word boundary (a space after
-    a non-space), encoding text is encoding each word on its own; the words
-    strictly inside the span keep their original ids and only the words at
-    its two ends are re-encoded. Otherwise the whole span is re-encoded.
-    """
-    text = span.run.text
-    if local:
-        first = _word_boundary_at_or_after(text, span.start, span.end)
-        last = _word_boundary_before(text, first, span.end) if first >= 0 else -1
-        if first >= 0 and last > first:
-            kept = span.run.ids_between(first, last)
-            if kept is not None:
-                return [text[span.start:first], kept, text[last:span.end]]
-    return [text[span.start:span.end]]
-
-
-def _encode_parts(groups: list[list], tokenizer: Tokenizer) -> list[list[int]]:
-    """Token ids of each group of parts, all text re-encoded in one batch call."""
-    plans = [[_reencoding_plan(p, tokenizer.local_reencoding) if isinstance(p, TextSpan) else [p]
-              for p in group] for group in groups]
-    texts = [piece for group in plans for plan in group for piece in plan if isinstance(piece, str) and piece]
-    encoded = iter(tokenizer.encode_fragments(texts)) if texts else iter(())
-    result = []
-    for group in plans:
-        ids: list[int] = []
-        for plan in group:
-            for piece in plan:
-                if isinstance(piece, str):
-                    if piece:
-                        ids.extend(next(encoded))
-                else:
-                    ids.extend(piece)
-        result.append(ids)
-    return result
-
-
 class _Draws(NamedTuple):
     """The random choices for one transformed fragment, as fractions of its length."""
 
@@ -330,7 +100,7 @@ def _cut_groups(ids: list, draws: _Draws, config: FimConfig, tokenizer: Tokenize
     parts = fragment_parts(ids, tokenizer, stats)
     candidates = cut_candidates(parts, config.span_unit)
     if candidates is None:
-        n = sum(_unit_length(p) for p in parts)
+        n = sum(unit_length(p) for p in parts)
         i, j = sorted(min(int(u * (n + 1)), n) for u in (draws.cut_a, draws.cut_b))
     else:
         k = len(candidates)
@@ -358,7 +128,7 @@ def fim_form(ids: list, draws: _Draws, config: FimConfig, tokenizer: Tokenizer,
              stats: Counter) -> list[int]:
     """The FIM form of one fragment, sentinels included, without its ``<eot>``."""
     groups = _cut_groups(ids, draws, config, tokenizer, stats)
-    prefix, middle, suffix = _encode_parts(groups, tokenizer)
+    prefix, middle, suffix = encode_parts(groups, tokenizer)
     middle, suffix = _cap_middle(middle, suffix, config.max_middle_tokens, tokenizer)
     sp = tokenizer.special
     if draws.spm:
