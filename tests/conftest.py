@@ -67,34 +67,31 @@ def code_model_bytes(training_text) -> bytes:
     return train_code_tokenizer(training_text, vocab_size=2000)
 
 
-def _lines(texts: list[str]):
-    return iter([line for t in texts for line in t.splitlines() if line.strip()])
+def _train(texts: list[str], **settings) -> bytes:
+    """A SentencePiece model trained on the lines of ``texts`` by SentencePiece's own trainer."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([line for t in texts for line in t.splitlines() if line.strip()]),
+        model_writer=model, minloglevel=2, **settings)
+    return model.getvalue()
 
 
 @pytest.fixture(scope="session")
 def llama_model_bytes(training_text) -> bytes:
     """A Llama-style model: dummy prefix, byte fallback, sentinels as user-defined symbols."""
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=_lines(training_text),
-        model_writer=model, model_type="bpe", vocab_size=2000, byte_fallback=True,
-        add_dummy_prefix=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
-        user_defined_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
-        character_coverage=0.9995, minloglevel=2)
-    return model.getvalue()
+    return _train(training_text, model_type="bpe", vocab_size=2000, byte_fallback=True,
+                  add_dummy_prefix=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+                  user_defined_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
+                  character_coverage=0.9995)
 
 
 @pytest.fixture(scope="session")
 def lossy_model_bytes(training_text) -> bytes:
     """A T5-style lossy model: NFKC normalization, whitespace folding, no byte fallback."""
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=_lines(training_text),
-        model_writer=model, model_type="unigram", vocab_size=1500, byte_fallback=False,
-        normalization_rule_name="nmt_nfkc", control_symbols=["<fim_prefix>", "<fim_middle>",
-                                                               "<fim_suffix>", "<fim_pad>"],
-        character_coverage=0.98, minloglevel=2)
-    return model.getvalue()
+    return _train(training_text, model_type="unigram", vocab_size=1500, byte_fallback=False,
+                  normalization_rule_name="nmt_nfkc",
+                  control_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
+                  character_coverage=0.98)
 
 
 @pytest.fixture(scope="session")
