@@ -23,7 +23,7 @@ def _run(argv: list[str]) -> int:
 
     from pipeline.build import build_pipeline
     from pipeline.options import FimflowOptions, UsageError, plan_run
-    from transforms.write import METADATA_FILE
+    from transforms.write import METADATA_FILE, remove_dataset_files
 
     if "-h" in argv or "--help" in argv:
         parser = argparse.ArgumentParser(prog="fimflow run", description=(
@@ -53,6 +53,9 @@ def _run(argv: list[str]) -> int:
         pipeline.run()
         print(f"fimflow: wrote the Dataflow job template {template}; nothing was submitted", file=sys.stderr)
         return 0
+    removed = remove_dataset_files(plan.output)
+    if removed:
+        print(f"fimflow: removed {len(removed)} file(s) of an earlier run at {plan.output}", file=sys.stderr)
     try:
         state = pipeline.run().wait_until_finish()
     except Exception as e:  # The runner wraps worker errors; the last line is the cause.

@@ -126,13 +126,14 @@ class RunPlan:
     options: dict
 
 
+def _is_direct(options: PipelineOptions) -> bool:
+    return options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
+
+
 def default_tokenizer_threads(options: PipelineOptions) -> int:
     """Every core where one process runs the whole pipeline, one thread elsewhere."""
-    runner = options.view_as(StandardOptions).runner
     in_process = options.view_as(DirectOptions).direct_running_mode == "in_memory"
-    if runner in (None, "DirectRunner", "direct") and in_process:
-        return os.cpu_count() or 1
-    return 1
+    return (os.cpu_count() or 1) if _is_direct(options) and in_process else 1
 
 
 def unknown_options(options: PipelineOptions) -> list[str]:
@@ -201,6 +202,8 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         _check(o.output is not None, "--output is required with --input")
         files = resolve_inputs(o.input, o.include, o.exclude)
     else:
+        _check(_is_direct(options),
+               "--input is required on this runner: the default corpus exists only on this machine")
         files = defaults.default_corpus_files()
         _check(bool(files), "no --input given and the default corpus (Python standard library) was not found")
     output = expand_output(o.output or defaults.DEFAULT_OUTPUT,

@@ -102,3 +102,8 @@ def test_run_needs_no_tensorflow(tmp_path, code_model_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out" / "metadata.json").exists()
+
+
+def test_default_corpus_is_refused_on_a_remote_runner(capsys):
+    assert cli.main(["run", "--runner", "DataflowRunner", "--output", "gs://b/o"]) == 2
+    assert "--input is required on this runner" in capsys.readouterr().err

@@ -184,3 +184,19 @@ def test_inspect_shows_segments_with_the_middle_marked(tmp_path, jsonl_corpus, c
     assert "\u27e6" in out and "\033[" in out
     assert main(["inspect", str(tmp_path / "out"), "--n", "1", "--color", "never"]) == 0
     assert "\033[" not in capsys.readouterr().out
+
+
+def test_a_rerun_replaces_every_file_of_the_earlier_dataset(tmp_path, jsonl_corpus, code_model_path):
+    corpus, _ = jsonl_corpus
+    out = tmp_path / "out"
+    build(corpus, out, code_model_path)
+    assert len(list(out.glob("train-*"))) == 3
+    # A failed overwrite leaves no marker of the earlier, now partly replaced, dataset.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jsonl").write_text("not json\n" * 5 + '{"content": "x = 1"}\n')
+    assert run(["--input", str(bad), "--output", str(out), "--tokenizer", code_model_path, "--overwrite"]) == 1
+    assert not (out / "metadata.json").exists() and not list(out.glob("train-*-of-00003.tfrecord"))
+    assert run(["--input", str(corpus), "--output", str(out), "--tokenizer", code_model_path,
+                "--num_shards", "2", "--context_length", "128"]) == 0
+    assert sorted(p.name for p in out.glob("train-*")) == [f"train-0000{i}-of-00002.tfrecord" for i in range(2)]

@@ -142,6 +142,27 @@ def rejected_stats(rejected: Rejected) -> dict:
     return {"records_rejected": 1, "records_in_error": errors, f"rejected/{rejected.reason}": 1}
 
 
+def remove_dataset_files(output_dir: str) -> list[str]:
+    """Deletes what an earlier run wrote at ``output_dir``, ``metadata.json`` first.
+
+    Removing the completion marker before anything else means that a reader
+    never sees a marker next to shards of another run, and that stale shards
+    with another ``-of-NNNNN`` never sit beside the new ones. Only fimflow's own
+    file names are touched.
+    """
+    connect_anonymously_to_emulator()
+    metadata = FileSystems.join(output_dir, METADATA_FILE)
+    removed = [metadata] if FileSystems.exists(metadata) else []
+    if removed:
+        FileSystems.delete(removed)
+    patterns = [FileSystems.join(output_dir, "train-*-of-*.tfrecord"),
+                FileSystems.join(output_dir, ERRORS_DIR, "rejected-*-of-*.jsonl")]
+    stale = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+    return removed + stale
+
+
 class DatasetIncompleteError(RuntimeError):
     """The run finished but its output must not be used; no metadata.json was written."""
 
