@@ -94,3 +94,12 @@ def test_terraform_is_well_formed_hcl():
     result = subprocess.run([terraform, "fmt", "-check", "-diff", str(DEPLOY / "terraform")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_flex_template_entry_point_runs_fimflow_run():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(DEPLOY / "launch.py"), "--context_length=2"],
+                            capture_output=True, text=True, cwd=DEPLOY.parent)
+    assert result.returncode == 2 and "--context_length=2 is too small" in result.stderr
