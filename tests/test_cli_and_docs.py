@@ -107,3 +107,25 @@ def test_run_needs_no_tensorflow(tmp_path, code_model_path):
 def test_default_corpus_is_refused_on_a_remote_runner(capsys):
     assert cli.main(["run", "--runner", "DataflowRunner", "--output", "gs://b/o"]) == 2
     assert "--input is required on this runner" in capsys.readouterr().err
+
+
+def test_train_tokenizer_command_writes_a_lossless_model_with_control_sentinels(tmp_path, capsys):
+    from sentencepiece import sentencepiece_model_pb2
+
+    from tests.conftest import MULTILINGUAL, stdlib_sources
+    from transforms.tokenizer import PieceType, Tokenizer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, text in enumerate(stdlib_sources(300_000, seed=2) + MULTILINGUAL):
+        (src / f"f{i}.py").write_text(text)
+    model = tmp_path / "code.model"
+    assert cli.main(["train-tokenizer", "--input", str(src), "--output", str(model), "--vocab_size", "600"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    tokenizer = Tokenizer(model.read_bytes())
+    proto = sentencepiece_model_pb2.ModelProto.FromString(model.read_bytes())
+    assert proto.trainer_spec.vocab_size == 600
+    for name in ("fim_prefix", "fim_middle", "fim_suffix", "pad"):
+        assert proto.pieces[getattr(tokenizer.special, name)].type == PieceType.CONTROL
+    text = "    def grüße():\n\treturn '🎉 <fim_middle>'  \n"
+    assert tokenizer.surface(tokenizer.encode_documents([text])[0]) == text.encode()
