@@ -138,3 +138,19 @@ def test_a_huge_jsonl_document_is_read_without_extra_copies(tmp_path):
     # The line's bytes and the document's text are alive together at most:
     # no decoded copy of the line, no strip() copy, no whole-text encode for hashing.
     assert peak < 2.3 * size, peak
+
+
+def test_truncated_and_corrupt_files_end_in_a_dead_letter_not_a_crash(tmp_path):
+    import gzip
+
+    from transforms.read import Document, RecordReader
+
+    good = "".join(json.dumps({"content": f"x = {i}"}) + "\n" for i in range(2000)).encode()
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(good)[:4000])
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
+    # Beam's gzip reader ends a truncated stream quietly: the cut line is the dead letter.
+    cut = list(RecordReader().read(str(tmp_path / "cut.jsonl.gz")))
+    assert len(cut) > 100 and cut[-1].reason == "invalid_json"
+    assert all(isinstance(i, Document) for i in cut[:-1])
+    (corrupt,) = RecordReader().read(str(tmp_path / "bad.parquet"))
+    assert corrupt.reason == "unreadable_file" and "Parquet" in corrupt.detail

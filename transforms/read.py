@@ -83,9 +83,17 @@ class RecordReader:
         self._max_file_bytes = max_file_bytes
 
     def read(self, path: str) -> Iterator[Document | Rejected]:
+        """Every record of ``path``; a file that breaks off (a truncated .gz, a corrupt
+        Parquet footer) ends with one ``unreadable_file`` record instead of failing the job."""
         reader = {"jsonl": self._read_jsonl, "parquet": self._read_parquet,
                   "text": self._read_text_file}[file_format(path)]
-        return reader(path)
+        index = 0
+        try:
+            for item in reader(path):
+                index = item.index + 1
+                yield item
+        except Exception as e:  # Decompressors and pyarrow raise many types; all mean the same here.
+            yield Rejected(path, index, "unreadable_file", f"{type(e).__name__}: {e}"[:500], "")
 
     def _document(self, path: str, index: int, text, doc_id, raw_start: str) -> Document | Rejected:
         if not isinstance(text, str):
