@@ -12,7 +12,8 @@ from pipeline.cli import main
 from tests.conftest import stdlib_sources
 
 EXPECTED_REASONS = {"invalid_json": 1, "not_an_object": 1, "missing_text_field": 1, "text_not_string": 2,
-                    "empty_document": 4, "invalid_utf8": 2, "binary_file": 1, "file_too_large": 1}
+                    "empty_document": 4, "invalid_utf8": 2, "binary_file": 1, "file_too_large": 1,
+                    "lone_surrogate": 1}
 GOOD = [d[:3000] for d in stdlib_sources(1_000_000, seed=4)[:33]]
 
 
@@ -21,7 +22,7 @@ def defect_corpus(root):
     root.mkdir()
     lines = [json.dumps({"content": d, "id": f"g{i}"}) for i, d in enumerate(GOOD[:10])]
     lines += ['{"content": "unterminated', '[1, 2]', '{"id": "no-text"}', '{"content": 7, "id": "num"}',
-              '{"content": "   \\n  "}']
+              '{"content": "   \\n  "}', '{"content": "lone \\ud800 surrogate"}']
     data = ("\n".join(lines) + "\n").encode() + b'{"content": "bad \xff\xfe utf8"}\n'
     (root / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + data)
     (root / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(
@@ -36,7 +37,7 @@ def defect_corpus(root):
     (src / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
     (src / "latin1.py").write_bytes("caf\xe9 = 1\n".encode("latin-1"))
     (src / "huge.py").write_bytes(b"x = 1\n" * 400_000)
-    records = 16 + 5 + 8 + len(GOOD[20:]) + 4
+    records = 17 + 5 + 8 + len(GOOD[20:]) + 4
     return records, len(GOOD)
 
 
@@ -65,7 +66,7 @@ def test_too_many_errors_fail_the_run_without_metadata(tmp_path, code_model_path
     assert main(["run", "--input", str(tmp_path / "in"), "--output", str(out), "--tokenizer", code_model_path,
                  "--context_length", "128", "--max_file_bytes", "1000000"]) == 1
     err = capsys.readouterr().err
-    assert "9 of 46 records in error" in err and "above --max_error_fraction=0.01" in err
+    assert "10 of 47 records in error" in err and "above --max_error_fraction=0.01" in err
     assert "top reasons: invalid_utf8: 2, text_not_string: 2, binary_file: 1" in err
     assert not (out / "metadata.json").exists()
     assert (out / "errors" / "rejected-00000-of-00001.jsonl").exists()

@@ -12,6 +12,7 @@ so that tokenization of one large file is spread over all workers.
 from __future__ import annotations
 
 import json
+import re
 from typing import Iterator, NamedTuple, Optional
 
 import apache_beam as beam
@@ -29,6 +30,7 @@ REJECTED_TAG = "rejected"
 SKIP_REASONS = ("empty_document",)
 RAW_START_CHARS = 200
 BINARY_SNIFF_BYTES = 8192
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Document(NamedTuple):
@@ -102,6 +104,11 @@ class RecordReader:
         # isspace() rather than strip(): no copy of a document of hundreds of MB.
         if not text or text.isspace():
             return Rejected(path, index, "empty_document", "no non-whitespace text", raw_start, doc_id)
+        # JSON may escape a lone surrogate ("\ud800"): valid JSON, but no UTF-8
+        # text, and the tokenizer would fail on it mid-job.
+        if not text.isascii() and (m := _SURROGATE.search(text)):
+            return Rejected(path, index, "lone_surrogate", f"U+{ord(m.group()):04X} at character {m.start()}",
+                            raw_start, doc_id)
         return Document(path, index, text, doc_id)
 
     def _from_record(self, path: str, index: int, record, raw_start: str) -> Document | Rejected:
