@@ -198,6 +198,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens"):
         _check(getattr(o, name) >= 0, f"--{name} must not be negative")
     _check(o.tokenizer_threads >= 0, "--tokenizer_threads must not be negative")
+    _check(-(1 << 63) <= o.seed < (1 << 63), f"--seed={o.seed} must fit in 64 bits")
     if o.input:
         _check(o.output is not None, "--output is required with --input")
         files = resolve_inputs(o.input, o.include, o.exclude)

@@ -117,6 +117,7 @@ def test_refuses_to_overwrite_a_complete_dataset(tmp_path, jsonl_corpus, code_mo
     (["--tokenizer", "/nonexistent/x.model"], "--tokenizer /nonexistent/x.model: cannot read it"),
     (["--input", "/nonexistent/*.jsonl"], "no file matched"),
     (["--contextlength", "5"], "unknown option(s): --contextlength"),
+    (["--seed", str(1 << 70)], "must fit in 64 bits"),
 ])
 def test_bad_options_fail_before_the_pipeline_with_one_line(tmp_path, jsonl_corpus, code_model_path, capsys,
                                                             args, message):
