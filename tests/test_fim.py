@@ -237,8 +237,8 @@ def test_reencoding_only_the_words_at_the_cuts_equals_a_full_reencode(request, t
     from transforms.tokenizer import SpecialTokenNames, Tokenizer
 
     fast = request.getfixturevalue(tokenizer_name)
-    assert fast.local_reencoding
-    full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), local_reencoding=False)
+    assert fast.encodes_words_independently
+    full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), reference=True)
     words = st.lists(st.sampled_from(["def", "x", "  ", " ", "\n", "日本", "é", "🎉", "(a, b)", "    "]),
                      max_size=60).map("".join)
     docs = docs + [data.draw(words).strip() or "x"]
@@ -252,7 +252,7 @@ def test_reencoding_only_the_words_at_the_cuts_equals_a_full_reencode(request, t
 
 
 def test_models_that_merge_across_words_are_reencoded_whole(lossy_tokenizer):
-    assert not lossy_tokenizer.local_reencoding
+    assert not lossy_tokenizer.encodes_words_independently
 
 
 @pytest.mark.parametrize("tokenizer_name, model_name", [("code_tokenizer", "code_model_bytes"),
@@ -262,7 +262,7 @@ def test_local_reencoding_equals_full_reencoding_on_real_code(request, tokenizer
     from transforms.tokenizer import SpecialTokenNames, Tokenizer
 
     fast = request.getfixturevalue(tokenizer_name)
-    full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), local_reencoding=False)
+    full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), reference=True)
     ids = packed(fast, stdlib_sources(150_000, seed=9) + multilingual_documents(20, seed=9))
     for index, start in enumerate(range(0, len(ids), 97)):
         chunk = Chunk(0, index, np.array(ids[start:start + 300]))
@@ -276,11 +276,11 @@ def test_local_reencoding_equals_full_reencoding_on_real_code(request, tokenizer
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.lists(st.sampled_from(["def", "x", " ", "  ", "\n", "\t", "日本", "é", "🎉", "(a, b)", "__init__",
                                       "0123", "<fim_middle>"]), max_size=40).map("".join))
-def test_words_encode_independently_where_local_reencoding_is_on(request, tokenizer_name, text):
+def test_words_encode_independently_where_the_tokenizer_says_so(request, tokenizer_name, text):
     """The property that local re-encoding relies on, checked on the model itself."""
     import re
 
     tokenizer = request.getfixturevalue(tokenizer_name)
-    assert tokenizer.local_reencoding
+    assert tokenizer.encodes_words_independently
     words = [w for w in re.split(r"(?<=[^ ])(?= )", text) if w]
     assert tokenizer.encode_fragments([text])[0] == [i for w in words for i in tokenizer.encode_fragments([w])[0]]

@@ -229,7 +229,7 @@ def _reencoding_plan(span: TextSpan, local: bool) -> list:
 
 def encode_parts(groups: list[list], tokenizer: Tokenizer) -> list[list[int]]:
     """Token ids of each group of parts, all text re-encoded in one batch call."""
-    plans = [[_reencoding_plan(p, tokenizer.local_reencoding) if isinstance(p, TextSpan) else [p]
+    plans = [[_reencoding_plan(p, tokenizer.encodes_words_independently) if isinstance(p, TextSpan) else [p]
               for p in group] for group in groups]
     texts = [piece for group in plans for plan in group for piece in plan if isinstance(piece, str) and piece]
     encoded = iter(tokenizer.encode_fragments(texts)) if texts else iter(())

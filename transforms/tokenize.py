@@ -14,9 +14,8 @@ import apache_beam as beam
 import numpy as np
 
 from transforms.read import Document
-from transforms.tokenizer import TokenizerHandle
+from transforms.tokenizer import TOKEN_DTYPE, TokenizerHandle
 
-TOKEN_DTYPE = np.int32
 # Documents longer than this are encoded in pieces of this size.
 MAX_ENCODE_CHARS = 1 << 20
 
@@ -50,10 +49,10 @@ class _TokenizeBatchFn(beam.DoFn):
     def process(self, batch: list[Document]):
         tokenizer = self._tokenizer
         short = [d.text for d in batch if len(d.text) <= self._max_encode_chars]
-        encoded_short = iter(tokenizer.encode_documents(short, num_threads=self._num_threads))
+        encoded_short = iter(tokenizer.encode_documents_fast(short, num_threads=self._num_threads))
         for doc in batch:
             if len(doc.text) <= self._max_encode_chars:
-                ids = np.asarray(next(encoded_short), dtype=TOKEN_DTYPE)
+                ids = next(encoded_short)
             else:
                 ids = tokenizer.encode_long_document(doc.text, self._max_encode_chars, TOKEN_DTYPE)
             special = tokenizer.count_special_text(doc.text)

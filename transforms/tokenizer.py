@@ -35,10 +35,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
 
 from transforms.storage import connect_anonymously_to_emulator
+from transforms.word_cache import ATOM, WORD, WordCache
 
 PieceType = model_pb2.ModelProto.SentencePiece.Type
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _WHITESPACE_MARK = "\u2581"
+# Token ids as fimflow stores them between stages.
+TOKEN_DTYPE = np.int32
 
 
 class TokenizerError(ValueError):
@@ -112,26 +115,32 @@ def _piece_surface(piece, escape_whitespaces: bool) -> Optional[bytes]:
     return None
 
 
-def _encodes_words_independently(proto) -> bool:
-    """Whether encoding text equals encoding each space-started word on its own.
+def _independent_splits(proto) -> tuple:
+    """The splits of text whose parts the model encodes independently, coarsest first.
 
-    True for a BPE model with identity normalization when no piece has a space
-    after a non-space inside it: BPE only merges into vocabulary pieces, so no
-    merge ever crosses such a boundary. FIM then re-encodes only the words
-    around its cut points (a test checks the ids equal a full re-encode).
+    Only for a BPE model with identity normalization: BPE merges symbols only
+    into pieces of the vocabulary (normal, user-defined and unused ones), so
+    where no such piece contains the two characters on both sides of a cut, no
+    merge crosses it. ``WORD`` cuts where a space follows a non-space, ``ATOM``
+    also between letters or digits and anything else; each applies when no
+    piece contains one of its cuts. Unknown characters next to each other
+    become one ``<unk>``, so a cut needs a known character beside it: the space
+    piece for ``WORD``, byte fallback for ``ATOM``.
     """
     spec = proto.normalizer_spec
     if (proto.trainer_spec.model_type != model_pb2.TrainerSpec.BPE
             or spec.name != "identity" or spec.precompiled_charsmap or spec.remove_extra_whitespaces
             or not spec.escape_whitespaces or proto.trainer_spec.treat_whitespace_as_suffix):
-        return False
-    mark = _WHITESPACE_MARK
-    for piece in proto.pieces:
-        if piece.type in (PieceType.NORMAL, PieceType.USER_DEFINED):
-            text = piece.piece
-            if any(text[k] == mark and text[k - 1] != mark for k in range(1, len(text))):
-                return False
-    return True
+        return ()
+    texts = [p.piece.replace(_WHITESPACE_MARK, " ") for p in proto.pieces
+             if p.type in (PieceType.NORMAL, PieceType.USER_DEFINED, PieceType.UNUSED)]
+    byte_fallback = proto.trainer_spec.byte_fallback
+    splits = []
+    for pattern, cuts_are_known in ((WORD, byte_fallback or " " in texts), (ATOM, byte_fallback)):
+        if not cuts_are_known or any(len(pattern.findall(text)) > 1 for text in texts):
+            break
+        splits.append(pattern)
+    return tuple(splits)
 
 
 class Tokenizer:
@@ -139,27 +148,37 @@ class Tokenizer:
 
     Picklable by value (the serialized model), so a DoFn may hold one; DoFns
     should rather obtain it through ``shared_tokenizer`` in ``setup()``.
+    ``reference=True`` turns off every word-level shortcut (the word cache,
+    FIM's local re-encoding): the straightforward implementation that tests
+    compare the shortcuts with.
     """
 
     def __init__(self, model_bytes: bytes, names: SpecialTokenNames = SpecialTokenNames(),
-                 local_reencoding: Optional[bool] = None):
+                 reference: bool = False):
         self.model_bytes = model_bytes
         self.names = names
         proto = model_pb2.ModelProto.FromString(model_bytes)
-        self.local_reencoding = (_encodes_words_independently(proto) if local_reencoding is None
-                                 else local_reencoding)
         self.special = _resolve_special_tokens(proto, names)
         special_ids = set(self.special.as_dict().values())
         self.special_texts = tuple(sorted({proto.pieces[i].piece for i in special_ids}))
         for i in special_ids:
             proto.pieces[i].type = PieceType.CONTROL
+        self.reference = reference
+        splits = () if reference else _independent_splits(proto)
+        # Where words encode independently, FIM re-encodes only the words at its
+        # cuts, and documents are encoded through a cache of word encodings.
+        self.encodes_words_independently = bool(splits)
         self.document_encoder = spm.SentencePieceProcessor(
             model_proto=proto.SerializeToString())
+        self._dummy_prefix = " " if proto.normalizer_spec.add_dummy_prefix else ""
         # Encodes the pieces after the first of a document too long to encode in
-        # one call: they continue the text, so they get no dummy prefix.
+        # one call, and single words: they continue the text, so they get no
+        # dummy prefix.
         proto.normalizer_spec.add_dummy_prefix = False
         self.continuation_encoder = spm.SentencePieceProcessor(
             model_proto=proto.SerializeToString())
+        # The fragment encoder below equals this one for every model with splits.
+        self.word_cache = WordCache(self.continuation_encoder, splits, TOKEN_DTYPE) if splits else None
         escape = proto.normalizer_spec.escape_whitespaces
         self.piece_bytes = tuple(_piece_surface(p, escape) for p in proto.pieces)
         proto.normalizer_spec.name = "identity"
@@ -174,10 +193,19 @@ class Tokenizer:
         self.byte_fallback = proto.trainer_spec.byte_fallback
 
     def __reduce__(self):
-        return Tokenizer, (self.model_bytes, self.names, self.local_reencoding)
+        return Tokenizer, (self.model_bytes, self.names, self.reference)
 
     def encode_documents(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
+        """SentencePiece's own encoding of ``texts``: the reference every faster path must equal."""
         return self.document_encoder.encode(texts, num_threads=num_threads)
+
+    def encode_documents_fast(self, texts: list[str], num_threads: int = 1) -> list[np.ndarray]:
+        """The ids of ``encode_documents`` as arrays, through the word cache where it applies."""
+        if self.word_cache is not None:
+            # SentencePiece adds the dummy prefix to non-empty text only.
+            prefix = self._dummy_prefix
+            return self.word_cache.encode([prefix + t if t else t for t in texts], num_threads)
+        return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self.encode_documents(texts, num_threads)]
 
     def encode_long_document(self, text: str, piece_chars: int, dtype=np.int32) -> np.ndarray:
         """Encodes ``text`` in pieces of about ``piece_chars`` cut after newlines.
@@ -200,6 +228,8 @@ class Tokenizer:
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
 
     def encode_fragments(self, texts: list[str]) -> list[list[int]]:
+        if self.word_cache is not None:
+            return [ids.tolist() for ids in self.word_cache.encode(texts)]
         return self.fragment_encoder.encode(texts)
 
     def surface(self, ids) -> bytes:

@@ -1,0 +1,93 @@
+"""The word cache gives exactly SentencePiece's ids, and is used only where that is provable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+from tests.conftest import MULTILINGUAL, _train, multilingual_documents, stdlib_sources
+from transforms.tokenizer import SpecialTokenNames, Tokenizer
+from transforms.word_cache import ATOM, WORD, WordCache
+
+# Every kind of cut the splits make, and characters around them: spaces before
+# and after words, "_" next to letters and punctuation, digits, letters of
+# other scripts, emoji, control characters, literal sentinels.
+_PIECES = ["def", "x", "_", "__init__", " ", "  ", "\n", "\t", "(", ").", "0123", "日本", "é", "🎉", "€",
+           "a_b", "self.x", "<fim_middle>", "\x00", "ß", "٣", "\u2581"]
+texts = st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=4)), max_size=30).map("".join)
+
+
+def _ids(arrays) -> list[list[int]]:
+    return [a.tolist() for a in arrays]
+
+
+def test_the_code_models_use_both_split_levels(code_tokenizer, llama_tokenizer, lossy_tokenizer):
+    # Otherwise the equality tests below would not exercise the atom level.
+    assert code_tokenizer.word_cache._levels[0][0] is WORD
+    assert [p for p, _ in code_tokenizer.word_cache._levels] == [WORD, ATOM]
+    assert [p for p, _ in llama_tokenizer.word_cache._levels] == [WORD, ATOM]
+    assert lossy_tokenizer.word_cache is None
+
+
+@pytest.mark.parametrize("name", ["code_tokenizer", "llama_tokenizer"])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(texts, min_size=1, max_size=6))
+def test_cached_encoding_equals_sentencepiece(request, name, batch):
+    tokenizer = request.getfixturevalue(name)
+    expected = tokenizer.encode_documents(batch)
+    assert _ids(tokenizer.encode_documents_fast(batch)) == expected
+    assert _ids(tokenizer.encode_documents_fast(batch, num_threads=2)) == expected  # now from the cache
+    assert tokenizer.encode_fragments(batch) == tokenizer.fragment_encoder.encode(batch)
+
+
+@pytest.mark.parametrize("name", ["code_tokenizer", "llama_tokenizer"])
+def test_cached_encoding_equals_sentencepiece_on_real_code_and_text(request, name, code_model_bytes):
+    tokenizer = request.getfixturevalue(name)
+    docs = stdlib_sources(400_000, seed=3) + multilingual_documents(30, seed=3) + MULTILINGUAL + ["", " ", "x"]
+    assert _ids(tokenizer.encode_documents_fast(docs, num_threads=2)) == tokenizer.encode_documents(docs)
+
+
+def test_small_caches_start_over_and_stay_exact(llama_tokenizer):
+    levels = tuple(p for p, _ in llama_tokenizer.word_cache._levels)
+    cache = WordCache(llama_tokenizer.continuation_encoder, levels, np.int32, max_words=50, max_word_chars=3)
+    docs = stdlib_sources(60_000, seed=5) + MULTILINGUAL
+    for start in range(0, len(docs), 4):
+        batch = docs[start:start + 4]
+        assert _ids(cache.encode([" " + d for d in batch])) == llama_tokenizer.encode_documents(batch)
+        assert all(n <= 50 for n in cache.cached())
+
+
+def _with_piece(model_bytes: bytes, piece: str) -> bytes:
+    proto = model_pb2.ModelProto.FromString(model_bytes)
+    proto.pieces.add(piece=piece, score=0.0, type=model_pb2.ModelProto.SentencePiece.USER_DEFINED)
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("piece, levels", [("f(", [WORD]), ("x_y", [WORD]), ("a\u2581b", None)])
+def test_a_piece_across_a_cut_turns_that_split_off(code_model_bytes, piece, levels):
+    tokenizer = Tokenizer(_with_piece(code_model_bytes, piece), SpecialTokenNames())
+    assert (tokenizer.word_cache and [p for p, _ in tokenizer.word_cache._levels]) == levels
+    docs = ["def f(x_y): return a b", "  f(f(x_y_z)) a b a\u2581b"]
+    assert _ids(tokenizer.encode_documents_fast(docs)) == tokenizer.encode_documents(docs)
+    # The piece does cross the cut: splitting there anyway would change the ids.
+    forced = WordCache(tokenizer.continuation_encoder, (WORD, ATOM), np.int32)
+    assert _ids(forced.encode(docs)) != tokenizer.encode_documents(docs)
+
+
+def test_without_byte_fallback_unknown_characters_keep_atoms_off(training_text):
+    model = _train(training_text, model_type="bpe", vocab_size=800, byte_fallback=False,
+                   normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+                   control_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
+                   character_coverage=0.98)
+    tokenizer = Tokenizer(model, SpecialTokenNames())
+    assert [p for p, _ in tokenizer.word_cache._levels] == [WORD]
+    # Neither is in the training text: a letter and a symbol, both <unk>.
+    docs = ["x鑫䷀ 鑫 y", "鑫_䷀鑫 ䷀"]
+    expected = tokenizer.encode_documents(docs)
+    assert _ids(tokenizer.encode_documents_fast(docs)) == expected
+    # SentencePiece makes adjacent unknown characters one <unk>, across any cut.
+    forced = WordCache(tokenizer.continuation_encoder, (WORD, ATOM), np.int32)
+    assert _ids(forced.encode(docs)) != expected
