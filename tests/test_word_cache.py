@@ -60,6 +60,13 @@ def test_small_caches_start_over_and_stay_exact(llama_tokenizer):
         assert all(n <= 50 for n in cache.cached())
 
 
+@given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+def test_the_ascii_regexes_split_ascii_text_as_the_unicode_ones_do(text):
+    for split in (WORD, ATOM):
+        assert split.ascii.findall(text) == split.unicode.findall(text)
+        assert "".join(split.unicode.findall(text)) == text
+
+
 def _with_piece(model_bytes: bytes, piece: str) -> bytes:
     proto = model_pb2.ModelProto.FromString(model_bytes)
     proto.pieces.add(piece=piece, score=0.0, type=model_pb2.ModelProto.SentencePiece.USER_DEFINED)

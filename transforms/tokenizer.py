@@ -136,10 +136,10 @@ def _independent_splits(proto) -> tuple:
              if p.type in (PieceType.NORMAL, PieceType.USER_DEFINED, PieceType.UNUSED)]
     byte_fallback = proto.trainer_spec.byte_fallback
     splits = []
-    for pattern, cuts_are_known in ((WORD, byte_fallback or " " in texts), (ATOM, byte_fallback)):
-        if not cuts_are_known or any(len(pattern.findall(text)) > 1 for text in texts):
+    for split, cuts_are_known in ((WORD, byte_fallback or " " in texts), (ATOM, byte_fallback)):
+        if not cuts_are_known or any(len(split.unicode.findall(text)) > 1 for text in texts):
             break
-        splits.append(pattern)
+        splits.append(split)
     return tuple(splits)
 
 

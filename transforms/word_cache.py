@@ -20,16 +20,40 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+from typing import NamedTuple
 
 import numpy as np
+
+# Texts of one call are joined with this and split by one regex call: Python
+# pays per call and per match, not per character. A lone surrogate, so no
+# text can hold it (SentencePiece cannot encode one; reading rejects them).
+_SEPARATOR = "\udfff"
+
+
+class Split(NamedTuple):
+    """One way of cutting text, as a regex whose matches are the parts.
+
+    ``ascii`` is the same split written for ASCII text only, where it is
+    faster. Both match ``_SEPARATOR`` alone.
+    """
+
+    unicode: re.Pattern
+    ascii: re.Pattern
+
+
+def _split(unicode: str, ascii: str) -> Split:
+    return Split(re.compile(f"{unicode}|{_SEPARATOR}"), re.compile(f"{ascii}|{_SEPARATOR}"))
+
 
 # A word: a run of spaces, then non-spaces; or trailing spaces. Cuts exactly
 # where a space follows a non-space. U+2581 counts as a space: SentencePiece
 # writes spaces as it, so text holding it encodes as if it held a space.
-WORD = re.compile("[ \u2581]*[^ \u2581]+|[ \u2581]+")
+_WORD = f"[ \u2581]*[^ \u2581{_SEPARATOR}]+|[ \u2581]+"
+WORD = _split(_WORD, _WORD)
 # Also cuts between letters and other characters. Digits and "_" count as
 # punctuation: models join them with it, as in "__(" and "[0]".
-ATOM = re.compile("[ \u2581]*(?:[^\\W\\d_]+|(?:[^\\w \u2581]|[\\d_])+)|[ \u2581]+")
+ATOM = _split(f"[ \u2581]*(?:[^\\W\\d_]+|(?:[^\\w \u2581{_SEPARATOR}]|[\\d_])+)|[ \u2581]+",
+              f" *(?:[A-Za-z]+|[^A-Za-z {_SEPARATOR}]+)| +")
 
 
 class WordCache:
@@ -45,15 +69,19 @@ class WordCache:
 
     def __init__(self, encoder, splits: tuple, dtype, max_words: int = 1 << 20, max_word_chars: int = 256):
         self._encoder = encoder
-        self._levels = [(pattern, {}) for pattern in splits]
         self._dtype = np.dtype(dtype)
+        # Stands for the separator among ids: -1, which no id is. Every
+        # byte-aligned window of its width holds the top byte of some id,
+        # which is below 0x80 for ids >= 0, so it only occurs where it was put.
+        self._marker = np.array([-1], dtype=self._dtype).tobytes()
+        self._levels = [(split, {_SEPARATOR: self._marker}) for split in splits]
         self._max_words = max_words
         self._max_word_chars = max_word_chars
         self._lock = threading.Lock()
 
     def cached(self) -> list[int]:
-        """How many entries each level holds."""
-        return [len(table) for _, table in self._levels]
+        """How many parts each level holds."""
+        return [len(table) - 1 for _, table in self._levels]
 
     def encode(self, texts: list[str], num_threads: int = 1) -> list[np.ndarray]:
         """Ids of ``texts`` as ``encoder`` gives them; a dummy prefix is the caller's business."""
@@ -64,17 +92,36 @@ class WordCache:
     def _encode(self, texts: list[str], level: int, num_threads: int) -> list[bytes]:
         if level == len(self._levels):
             return self._sentencepiece(texts, num_threads)
-        pattern, table = self._levels[level]
-        split = [pattern.findall(text) for text in texts]
-        new = list(set(itertools.chain.from_iterable(split)).difference(table))
+        is_ascii = [text.isascii() for text in texts]
+        split = self._levels[level][0]
+        if all(is_ascii):
+            return self._encode_joined(texts, level, split.ascii, num_threads)
+        if not any(is_ascii):
+            return self._encode_joined(texts, level, split.unicode, num_threads)
+        ascii_ids = iter(self._encode_joined([t for t, a in zip(texts, is_ascii) if a], level, split.ascii,
+                                             num_threads))
+        other_ids = iter(self._encode_joined([t for t, a in zip(texts, is_ascii) if not a], level,
+                                             split.unicode, num_threads))
+        return [next(ascii_ids) if a else next(other_ids) for a in is_ascii]
+
+    def _encode_joined(self, texts: list[str], level: int, pattern: re.Pattern, num_threads: int) -> list[bytes]:
+        if not texts:
+            return []
+        joined = _SEPARATOR.join(texts)
+        if joined.count(_SEPARATOR) != len(texts) - 1:
+            raise ValueError("text holds a lone surrogate, which SentencePiece cannot encode")
+        parts = pattern.findall(joined)
+        table = self._levels[level][1]
+        new = list(set(parts).difference(table))
         if new:
             table.update(zip(new, self._encode(new, level + 1, num_threads)))
-        encoded = [b"".join(map(table.__getitem__, parts)) for parts in split]
+        encoded = b"".join(map(table.__getitem__, parts)).split(self._marker)
         for part in new:
             if len(part) > self._max_word_chars:
                 del table[part]
         if len(table) > self._max_words:
             table.clear()
+            table[_SEPARATOR] = self._marker
         return encoded
 
     def _sentencepiece(self, texts: list[str], num_threads: int) -> list[bytes]:
