@@ -10,10 +10,12 @@ from hypothesis.extra import numpy as hnp
 
 from transforms.example_proto import serialize_int64_example
 
-values = hnp.arrays(np.int64, st.integers(0, 64), elements=st.integers(0, 2**63 - 1))
+# The largest value picks the encoder's path: one byte, the two-byte table, or general varints.
+values = st.sampled_from([0, 127, 128, 2**14 - 1, 2**14, 2**21, 2**63 - 1]).flatmap(
+    lambda top: hnp.arrays(np.int64, st.integers(0, 64), elements=st.integers(0, top)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(a=values, b=values, c=values)
 def test_bytes_equal_tensorflow_deterministic_serialization(a, b, c):
     features = {"input_ids": a, "segment_ids": b, "positions": c}

@@ -12,6 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# The varint bytes of every value below 2**14, two per value (the second is
+# unused for values below 128). Token positions, segment ids and the ids of
+# vocabularies up to 16k are all below it: one lookup encodes them.
+_TWO_BYTE_LIMIT = 1 << 14
+_small = np.arange(_TWO_BYTE_LIMIT, dtype=np.uint32)
+_TWO_BYTE_VARINTS = np.stack([(_small & 0x7F) | ((_small >= 0x80) << 7), _small >> 7], axis=1).astype(np.uint8)
+del _small
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:
@@ -32,6 +41,12 @@ def packed_varints(values: np.ndarray) -> bytes:
     if int(v.min()) < 0:
         raise ValueError("only non-negative values are supported")
     top = int(v.max())
+    if top < 0x80:
+        return v.astype(np.uint8).tobytes()
+    if top < _TWO_BYTE_LIMIT:
+        keep = np.ones((len(v), 2), dtype=bool)
+        keep[:, 1] = v >= 0x80
+        return _TWO_BYTE_VARINTS[v][keep].tobytes()
     # 32-bit arithmetic is about twice as fast and covers every token id.
     dtype = np.uint32 if top < 1 << 32 else np.uint64
     v = v.astype(dtype)
