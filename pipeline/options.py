@@ -94,6 +94,10 @@ class FimflowOptions(PipelineOptions):
         # Also --overwrite=true/false: Flex Templates pass every parameter with a value.
         add("--overwrite", nargs="?", const=True, default=False, type=_parse_bool,
             help="Replace a complete dataset at --output.")
+        add("--word_cache", nargs="?", const=True, default=True, type=_parse_bool,
+            help="Encode through a cache of word encodings, and re-encode only the words at FIM cuts, "
+                 "where the tokenizer's vocabulary proves it exact; false encodes every text whole "
+                 "(the reference: same bytes, slower).")
         add("--tokenizer_threads", type=int, default=0,
             help="SentencePiece threads per batch (0: every core for the in-process DirectRunner, "
                  "else 1, since other runners already run one worker per core).")
@@ -123,6 +127,7 @@ class RunPlan:
     max_file_bytes: int
     max_error_fraction: float
     tokenizer_threads: int
+    word_cache: bool
     options: dict
 
 
@@ -217,7 +222,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     names = SpecialTokenNames(o.fim_prefix_token, o.fim_middle_token, o.fim_suffix_token,
                               o.pad_token, o.eot_token)
     try:
-        tokenizer = Tokenizer(model, names)
+        tokenizer = Tokenizer(model, names, reference=not o.word_cache)
     except TokenizerError as e:
         raise UsageError(f"--tokenizer {tokenizer_path}: {e}") from e
     except Exception as e:  # SentencePiece refuses non-models with a RuntimeError.
@@ -243,5 +248,6 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         max_file_bytes=o.max_file_bytes,
         max_error_fraction=o.max_error_fraction,
         tokenizer_threads=o.tokenizer_threads or default_tokenizer_threads(options),
+        word_cache=o.word_cache,
         options={k: v for k, v in options.get_all_options(drop_default=False).items()},
     )

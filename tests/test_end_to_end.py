@@ -101,6 +101,20 @@ def test_same_inputs_and_seed_give_identical_bytes_across_runs_and_runner_modes(
     assert (tmp_path / "a" / files[0]).read_bytes() != (tmp_path / "c" / files[0]).read_bytes()
 
 
+@pytest.mark.parametrize("model", ["code_model_path", "llama_model_path"])
+def test_the_word_cache_gives_the_same_bytes_as_encoding_every_text_whole(request, tmp_path, jsonl_corpus,
+                                                                          model):
+    corpus, _ = jsonl_corpus
+    model_path = request.getfixturevalue(model)
+    assert Tokenizer(Path(model_path).read_bytes()).word_cache is not None
+    build(corpus, tmp_path / "fast", model_path)
+    build(corpus, tmp_path / "reference", model_path, "--word_cache=false")
+    files = sorted(p.name for p in (tmp_path / "fast").glob("train-*"))
+    assert files and files == sorted(p.name for p in (tmp_path / "reference").glob("train-*"))
+    for name in files:
+        assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes()
+
+
 def test_refuses_to_overwrite_a_complete_dataset(tmp_path, jsonl_corpus, code_model_path, capsys):
     corpus, _ = jsonl_corpus
     build(corpus, tmp_path / "out", code_model_path)

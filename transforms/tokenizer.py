@@ -251,12 +251,13 @@ class TokenizerHandle:
     pickled DoFn.
     """
 
-    def __init__(self, path: str, names: SpecialTokenNames):
+    def __init__(self, path: str, names: SpecialTokenNames, reference: bool = False):
         self.path = path
         self.names = names
+        self.reference = reference
         self._shared = shared.Shared()
 
     def acquire(self) -> Tokenizer:
         return self._shared.acquire(
-            lambda: Tokenizer(read_model_bytes(self.path), self.names),
-            tag=(self.path, self.names))
+            lambda: Tokenizer(read_model_bytes(self.path), self.names, self.reference),
+            tag=(self.path, self.names, self.reference))
