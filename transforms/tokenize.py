@@ -65,8 +65,9 @@ class _TokenizeBatchFn(beam.DoFn):
 class TokenizeDocuments(beam.PTransform):
     """``PCollection[Document]`` -> ``PCollection[TokenizedDocument]``.
 
-    Documents are encoded in batches so SentencePiece's batch API (and its
-    threads) amortize the per-call cost.
+    Documents are encoded in batches, through the tokenizer's word cache
+    where its vocabulary allows (``Tokenizer.encode_documents_fast``), so that
+    SentencePiece's batch API and threads only see words not seen before.
     """
 
     def __init__(self, tokenizer: TokenizerHandle, num_threads: int = 1, max_batch_size: int = 64,
