@@ -38,6 +38,11 @@ from transforms.storage import connect_anonymously_to_emulator
 from transforms.word_cache import ATOM, WORD, WordCache
 
 PieceType = model_pb2.ModelProto.SentencePiece.Type
+# Plain ints: looking enum values up on the protobuf wrapper, once per piece,
+# costs a noticeable part of loading a model.
+_BYTE = PieceType.Value("BYTE")
+_TEXT_TYPES = (PieceType.Value("NORMAL"), PieceType.Value("USER_DEFINED"))
+_MERGEABLE_TYPES = _TEXT_TYPES + (PieceType.Value("UNUSED"),)
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _WHITESPACE_MARK = "\u2581"
 # Token ids as fimflow stores them between stages.
@@ -107,9 +112,9 @@ def _resolve_special_tokens(proto, names: SpecialTokenNames) -> SpecialTokens:
 
 
 def _piece_surface(piece, escape_whitespaces: bool) -> Optional[bytes]:
-    if piece.type == PieceType.BYTE:
+    if piece.type == _BYTE:
         return bytes([int(_BYTE_PIECE.fullmatch(piece.piece).group(1), 16)])
-    if piece.type in (PieceType.NORMAL, PieceType.USER_DEFINED):
+    if piece.type in _TEXT_TYPES:
         text = piece.piece.replace(_WHITESPACE_MARK, " ") if escape_whitespaces else piece.piece
         return text.encode("utf-8")
     return None
@@ -133,7 +138,7 @@ def _independent_splits(proto) -> tuple:
             or not spec.escape_whitespaces or proto.trainer_spec.treat_whitespace_as_suffix):
         return ()
     texts = [p.piece.replace(_WHITESPACE_MARK, " ") for p in proto.pieces
-             if p.type in (PieceType.NORMAL, PieceType.USER_DEFINED, PieceType.UNUSED)]
+             if p.type in _MERGEABLE_TYPES]
     byte_fallback = proto.trainer_spec.byte_fallback
     splits = []
     for split, cuts_are_known in ((WORD, byte_fallback or " " in texts), (ATOM, byte_fallback)):
