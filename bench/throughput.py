@@ -21,7 +21,6 @@ import shutil
 import tempfile
 import time
 
-
 from pipeline import defaults
 from pipeline.cli import main as fimflow
 from pipeline.options import resolve_inputs

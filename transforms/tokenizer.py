@@ -127,7 +127,7 @@ def _independent_splits(proto) -> tuple:
     into pieces of the vocabulary (normal, user-defined and unused ones), so
     where no such piece contains the two characters on both sides of a cut, no
     merge crosses it. ``WORD`` cuts where a space follows a non-space, ``ATOM``
-    also between letters or digits and anything else; each applies when no
+    also between letters and anything else; each applies when no
     piece contains one of its cuts. Unknown characters next to each other
     become one ``<unk>``, so a cut needs a known character beside it: the space
     piece for ``WORD``, byte fallback for ``ATOM``.
@@ -152,7 +152,7 @@ class Tokenizer:
     """A user's SentencePiece model with the encoders and tables FIM needs.
 
     Picklable by value (the serialized model), so a DoFn may hold one; DoFns
-    should rather obtain it through ``shared_tokenizer`` in ``setup()``.
+    should rather obtain it through a ``TokenizerHandle`` in ``setup()``.
     ``reference=True`` turns off every word-level shortcut (the word cache,
     FIM's local re-encoding): the straightforward implementation that tests
     compare the shortcuts with.
@@ -170,9 +170,6 @@ class Tokenizer:
             proto.pieces[i].type = PieceType.CONTROL
         self.reference = reference
         splits = () if reference else _independent_splits(proto)
-        # Where words encode independently, FIM re-encodes only the words at its
-        # cuts, and documents are encoded through a cache of word encodings.
-        self.encodes_words_independently = bool(splits)
         self.document_encoder = spm.SentencePieceProcessor(
             model_proto=proto.SerializeToString())
         self._dummy_prefix = " " if proto.normalizer_spec.add_dummy_prefix else ""
@@ -197,6 +194,11 @@ class Tokenizer:
         self.sha256 = hashlib.sha256(model_bytes).hexdigest()
         self.byte_fallback = proto.trainer_spec.byte_fallback
 
+    @property
+    def encodes_words_independently(self) -> bool:
+        """Whether FIM may re-encode only the words at its cuts, as documents go through the word cache."""
+        return self.word_cache is not None
+
     def __reduce__(self):
         return Tokenizer, (self.model_bytes, self.names, self.reference)
 
@@ -212,7 +214,7 @@ class Tokenizer:
             return self.word_cache.encode([prefix + t if t else t for t in texts], num_threads)
         return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self.encode_documents(texts, num_threads)]
 
-    def encode_long_document(self, text: str, piece_chars: int, dtype=np.int32) -> np.ndarray:
+    def encode_long_document(self, text: str, piece_chars: int, dtype=TOKEN_DTYPE) -> np.ndarray:
         """Encodes ``text`` in pieces of about ``piece_chars`` cut after newlines.
 
         Bounds the memory SentencePiece needs for one call on a document of

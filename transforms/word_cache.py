@@ -94,10 +94,6 @@ class WordCache:
             return self._sentencepiece(texts, num_threads)
         is_ascii = [text.isascii() for text in texts]
         split = self._levels[level][0]
-        if all(is_ascii):
-            return self._encode_joined(texts, level, split.ascii, num_threads)
-        if not any(is_ascii):
-            return self._encode_joined(texts, level, split.unicode, num_threads)
         ascii_ids = iter(self._encode_joined([t for t, a in zip(texts, is_ascii) if a], level, split.ascii,
                                              num_threads))
         other_ids = iter(self._encode_joined([t for t, a in zip(texts, is_ascii) if not a], level,
