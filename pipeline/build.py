@@ -50,7 +50,8 @@ def static_metadata(plan: RunPlan) -> dict:
 def build_pipeline(p: beam.Pipeline, plan: RunPlan) -> None:
     tokenizer = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache)
     read = p | "Read" >> ReadDocuments(plan.files, plan.text_field, plan.id_field, plan.max_file_bytes)
-    tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(tokenizer, plan.tokenizer_threads)
+    tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
+        tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
     stats = []
     if plan.fim.level == "document":
         document_fim = tokenized | "DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)

@@ -98,9 +98,12 @@ class FimflowOptions(PipelineOptions):
             help="Encode through a cache of word encodings, and re-encode only the words at FIM cuts, "
                  "where the tokenizer's vocabulary proves it exact; false encodes every text whole "
                  "(the reference: same bytes, slower).")
+        add("--tokenizer_processes", type=int, default=0,
+            help="Processes that share each batch of documents to encode (0: every core for the "
+                 "in-process DirectRunner, else 1, since other runners already run one worker per core).")
         add("--tokenizer_threads", type=int, default=0,
-            help="SentencePiece threads per batch (0: every core for the in-process DirectRunner, "
-                 "else 1, since other runners already run one worker per core).")
+            help="SentencePiece threads per batch in each of those processes (0: the cores left per "
+                 "process for the in-process DirectRunner, else 1).")
         names = SpecialTokenNames()
         add("--fim_prefix_token", default=names.fim_prefix)
         add("--fim_middle_token", default=names.fim_middle)
@@ -126,6 +129,7 @@ class RunPlan:
     id_field: Optional[str]
     max_file_bytes: int
     max_error_fraction: float
+    tokenizer_processes: int
     tokenizer_threads: int
     word_cache: bool
     options: dict
@@ -135,10 +139,18 @@ def _is_direct(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
 
 
-def default_tokenizer_threads(options: PipelineOptions) -> int:
-    """Every core where one process runs the whole pipeline, one thread elsewhere."""
-    in_process = options.view_as(DirectOptions).direct_running_mode == "in_memory"
-    return (os.cpu_count() or 1) if _is_direct(options) and in_process else 1
+def _runs_in_one_process(options: PipelineOptions) -> bool:
+    return _is_direct(options) and options.view_as(DirectOptions).direct_running_mode == "in_memory"
+
+
+def default_tokenizer_processes(options: PipelineOptions) -> int:
+    """Every core where one process runs the whole pipeline, one process elsewhere."""
+    return (os.cpu_count() or 1) if _runs_in_one_process(options) else 1
+
+
+def default_tokenizer_threads(options: PipelineOptions, processes: int) -> int:
+    """The cores left per tokenizing process where one process runs the whole pipeline, one thread elsewhere."""
+    return max(1, (os.cpu_count() or 1) // processes) if _runs_in_one_process(options) else 1
 
 
 def unknown_options(options: PipelineOptions) -> list[str]:
@@ -200,9 +212,9 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     for name in ("fim_rate", "fim_spm_rate", "max_error_fraction"):
         value = getattr(o, name)
         _check(0.0 <= value <= 1.0, f"--{name}={value} must be between 0 and 1")
-    for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens"):
+    for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens",
+                 "tokenizer_processes", "tokenizer_threads"):
         _check(getattr(o, name) >= 0, f"--{name} must not be negative")
-    _check(o.tokenizer_threads >= 0, "--tokenizer_threads must not be negative")
     _check(-(1 << 63) <= o.seed < (1 << 63), f"--seed={o.seed} must fit in 64 bits")
     if o.input:
         _check(o.output is not None, "--output is required with --input")
@@ -232,6 +244,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
            f"--output {output} already holds a complete dataset ({METADATA_FILE}); "
            "pass --overwrite to replace it or choose another --output")
     text_bytes = _estimated_text_bytes(files)
+    processes = o.tokenizer_processes or default_tokenizer_processes(options)
     return RunPlan(
         files=[p for p, _ in files],
         input_bytes=sum(size for _, size in files),
@@ -247,7 +260,8 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         id_field=o.id_field,
         max_file_bytes=o.max_file_bytes,
         max_error_fraction=o.max_error_fraction,
-        tokenizer_threads=o.tokenizer_threads or default_tokenizer_threads(options),
+        tokenizer_processes=processes,
+        tokenizer_threads=o.tokenizer_threads or default_tokenizer_threads(options, processes),
         word_cache=o.word_cache,
         options={k: v for k, v in options.get_all_options(drop_default=False).items()},
     )

@@ -79,16 +79,21 @@ def test_benchmark_runs_on_a_tiny_corpus():
     assert 0 < result["ratio"] and result["raw_sentencepiece_mb_s"] > 0
 
 
-def test_tokenizer_threads_default_to_every_core_only_in_process():
+def test_tokenizer_processes_and_threads_default_to_every_core_only_in_process():
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.options import default_tokenizer_threads
+    from pipeline.options import default_tokenizer_processes, default_tokenizer_threads
 
     import os
 
-    assert default_tokenizer_threads(PipelineOptions([])) == (os.cpu_count() or 1)
-    assert default_tokenizer_threads(PipelineOptions(["--direct_running_mode=multi_processing"])) == 1
-    assert default_tokenizer_threads(PipelineOptions(["--runner=DataflowRunner"])) == 1
+    cores = os.cpu_count() or 1
+    in_process = PipelineOptions([])
+    assert default_tokenizer_processes(in_process) == cores
+    assert default_tokenizer_threads(in_process, cores) == 1
+    assert default_tokenizer_threads(in_process, 1) == cores
+    for elsewhere in (["--direct_running_mode=multi_processing"], ["--runner=DataflowRunner"]):
+        assert default_tokenizer_processes(PipelineOptions(elsewhere)) == 1
+        assert default_tokenizer_threads(PipelineOptions(elsewhere), 1) == 1
 
 
 def test_run_needs_no_tensorflow(tmp_path, code_model_path):

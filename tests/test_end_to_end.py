@@ -89,8 +89,9 @@ def test_llama_style_tokenizer_reassembles_every_fragment(tmp_path, jsonl_corpus
 
 def test_same_inputs_and_seed_give_identical_bytes_across_runs_and_runner_modes(tmp_path, jsonl_corpus,
                                                                                 code_model_path):
+    """In-process with documents encoded by three processes, and by two SDK workers encoding alone."""
     corpus, _ = jsonl_corpus
-    build(corpus, tmp_path / "a", code_model_path)
+    build(corpus, tmp_path / "a", code_model_path, "--tokenizer_processes=3")
     build(corpus, tmp_path / "b", code_model_path, "--direct_running_mode=multi_processing",
           "--direct_num_workers=2")
     files = sorted(p.name for p in (tmp_path / "a").glob("train-*"))

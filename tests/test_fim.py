@@ -283,4 +283,4 @@ def test_words_encode_independently_where_the_tokenizer_says_so(request, tokeniz
     tokenizer = request.getfixturevalue(tokenizer_name)
     assert tokenizer.encodes_words_independently
     words = [w for w in re.split(r"(?<=[^ ])(?= )", text) if w]
-    assert tokenizer.encode_fragments([text])[0] == [i for w in words for i in tokenizer.encode_fragments([w])[0]]
+    assert tokenizer.encode_fragments([text])[0].tolist() == [i for w in words for i in tokenizer.encode_fragments([w])[0]]

@@ -12,15 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-# The varint bytes of every value below 2**14, two per value (the second is
-# unused for values below 128). Token positions, segment ids and the ids of
-# vocabularies up to 16k are all below it: one lookup encodes them.
-_TWO_BYTE_LIMIT = 1 << 14
-_small = np.arange(_TWO_BYTE_LIMIT, dtype=np.uint32)
-_TWO_BYTE_VARINTS = np.stack([(_small & 0x7F) | ((_small >= 0x80) << 7), _small >> 7], axis=1).astype(np.uint8)
-del _small
-
-
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:
@@ -43,40 +34,43 @@ def packed_varints(values: np.ndarray) -> bytes:
     top = int(v.max())
     if top < 0x80:
         return v.astype(np.uint8).tobytes()
-    if top < _TWO_BYTE_LIMIT:
-        keep = np.ones((len(v), 2), dtype=bool)
-        keep[:, 1] = v >= 0x80
-        return _TWO_BYTE_VARINTS[v][keep].tobytes()
-    # 32-bit arithmetic is about twice as fast and covers every token id.
-    dtype = np.uint32 if top < 1 << 32 else np.uint64
-    v = v.astype(dtype)
-    width = max(1, -(-top.bit_length() // 7))
-    lengths = np.ones(len(v), dtype=np.int8)
-    for k in range(1, width):
-        lengths += v >= dtype(1 << (7 * k))
+    # One row per value, one column per 7 bits; ``keep`` marks the bytes a
+    # value's varint has. 32-bit arithmetic is about twice as fast and covers
+    # every token id.
+    width = -(-top.bit_length() // 7)
+    v = v.astype(np.uint32 if top < 1 << 32 else np.uint64)
     out = np.empty((len(v), width), dtype=np.uint8)
+    keep = np.empty((len(v), width), dtype=bool)
+    keep[:, 0] = True
     for k in range(width):
-        out[:, k] = (v >> dtype(7 * k)) & dtype(0x7F)
+        rest = v >> (7 * k)
+        out[:, k] = rest & 0x7F
         if k + 1 < width:
-            out[:, k] |= (lengths > k + 1).astype(np.uint8) << 7
-    return out[np.arange(width, dtype=np.int8)[None, :] < lengths[:, None]].tobytes()
+            more = rest >= 0x80
+            out[:, k] |= more.view(np.uint8) << 7
+            keep[:, k + 1] = more
+    return out[keep].tobytes()
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _int64_list(values: np.ndarray) -> bytes:
-    packed = packed_varints(values)
-    return _field(1, packed) if packed else b""  # An empty repeated field is omitted.
+def _header(number: int, length: int) -> bytes:
+    """Tag and length of a length-delimited field."""
+    return _varint(number << 3 | 2) + _varint(length)
 
 
 def serialize_int64_example(features: dict) -> bytes:
     """Serialized ``tf.train.Example`` with one Int64List per ``name -> array``; values must be >= 0.
 
-    Map entries are sorted by name, as protobuf's deterministic serialization does.
+    Map entries are sorted by name, as protobuf's deterministic serialization
+    does. Headers are sized from the inside out and the record is joined once,
+    so the value bytes are copied once rather than once per nesting level.
     """
-    entries = b"".join(
-        _field(1, _field(1, name.encode()) + _field(2, _field(3, _int64_list(features[name]))))
-        for name in sorted(features))
-    return _field(1, entries)
+    entries: list = []
+    for name in sorted(features):
+        packed = packed_varints(features[name])
+        # Int64List{value: packed}; an empty repeated field is omitted.
+        int64_list = [_header(1, len(packed)), packed] if packed else []
+        feature = [_header(3, sum(map(len, int64_list))), *int64_list]
+        key = name.encode()
+        entry = [_header(1, len(key)), key, _header(2, sum(map(len, feature))), *feature]
+        entries += [_header(1, sum(map(len, entry))), *entry]
+    return b"".join([_header(1, sum(map(len, entries))), *entries])

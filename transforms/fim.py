@@ -90,13 +90,13 @@ def _draw(rng: random.Random, config: FimConfig) -> Optional[_Draws]:
     return _Draws(rng.random(), rng.random(), rng.random() < config.spm_rate)
 
 
-def _cut_groups(ids: list, draws: _Draws, config: FimConfig, tokenizer: Tokenizer,
+def _cut_groups(ids: np.ndarray, draws: _Draws, config: FimConfig, tokenizer: Tokenizer,
                 stats: Counter) -> list:
     """Prefix, middle and suffix of a fragment as parts, cut where ``draws`` say."""
     if config.span_unit == "token":
         n = len(ids)
         i, j = sorted(min(int(u * (n + 1)), n) for u in (draws.cut_a, draws.cut_b))
-        return [[tuple(ids[:i])], [tuple(ids[i:j])], [tuple(ids[j:])]]
+        return [[ids[:i]], [ids[i:j]], [ids[j:]]]
     parts = fragment_parts(ids, tokenizer, stats)
     candidates = cut_candidates(parts, config.span_unit)
     if candidates is None:
@@ -108,8 +108,8 @@ def _cut_groups(ids: list, draws: _Draws, config: FimConfig, tokenizer: Tokenize
     return list(split_parts(parts, i, j))
 
 
-def _cap_middle(middle: list, suffix: list, cap: int,
-                tokenizer: Tokenizer) -> tuple[list, list]:
+def _cap_middle(middle: np.ndarray, suffix: np.ndarray, cap: int,
+                tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """Moves the end of a middle longer than ``cap`` ids into the suffix.
 
     The cut goes back to a character boundary so that no character is split
@@ -121,19 +121,21 @@ def _cap_middle(middle: list, suffix: list, cap: int,
     k = cap
     while k > 0 and (s := table[middle[k]]) and (s[0] & 0xC0) == 0x80:
         k -= 1
-    return middle[:k], middle[k:] + suffix
+    return middle[:k], np.concatenate([middle[k:], suffix])
 
 
-def fim_form(ids: list, draws: _Draws, config: FimConfig, tokenizer: Tokenizer,
-             stats: Counter) -> list[int]:
-    """The FIM form of one fragment, sentinels included, without its ``<eot>``."""
+def fim_form(ids: np.ndarray, draws: _Draws, config: FimConfig, tokenizer: Tokenizer,
+             stats: Counter) -> np.ndarray:
+    """The FIM form of one fragment (int64), sentinels included, without its ``<eot>``."""
     groups = _cut_groups(ids, draws, config, tokenizer, stats)
     prefix, middle, suffix = encode_parts(groups, tokenizer)
     middle, suffix = _cap_middle(middle, suffix, config.max_middle_tokens, tokenizer)
     sp = tokenizer.special
     if draws.spm:
-        return [sp.fim_prefix, sp.fim_suffix, *suffix, sp.fim_middle, *prefix, *middle]
-    return [sp.fim_prefix, *prefix, sp.fim_suffix, *suffix, sp.fim_middle, *middle]
+        pieces = [[sp.fim_prefix, sp.fim_suffix], suffix, [sp.fim_middle], prefix, middle]
+    else:
+        pieces = [[sp.fim_prefix], prefix, [sp.fim_suffix], suffix, [sp.fim_middle], middle]
+    return np.concatenate(pieces, dtype=np.int64)
 
 
 # Re-tokenization can change a shortened fragment's length again; a few
@@ -141,8 +143,8 @@ def fim_form(ids: list, draws: _Draws, config: FimConfig, tokenizer: Tokenizer,
 _FIT_ATTEMPTS = 4
 
 
-def _fit_fim_form(ids: list, fim: list, room: int, draws: _Draws, config: FimConfig,
-                  tokenizer: Tokenizer, stats: Counter) -> tuple[Optional[list], int]:
+def _fit_fim_form(ids: np.ndarray, fim: np.ndarray, room: int, draws: _Draws, config: FimConfig,
+                  tokenizer: Tokenizer, stats: Counter) -> tuple[Optional[np.ndarray], int]:
     """For ``keep_middle``: the FIM form of the longest head of ``ids`` that fits in ``room``.
 
     Returns the form and how many ids of the fragment it covers, or ``(None, 0)``.
@@ -190,8 +192,8 @@ def fim_chunk(chunk: Chunk, seed: int, config: FimConfig,
               tokenizer: Tokenizer) -> tuple[Example, Counter]:
     """Applies context-level FIM to one chunk; returns the example and its statistics.
 
-    Plain fragments stay numpy views of the chunk; only transformed fragments
-    become Python lists, since most of a chunk is copied, not changed.
+    Fragments stay numpy arrays throughout: plain ones as views of the
+    chunk, transformed ones as the concatenation of their re-encoded parts.
     """
     stats: Counter = Counter()
     sp = tokenizer.special
@@ -219,16 +221,15 @@ def fim_chunk(chunk: Chunk, seed: int, config: FimConfig,
                 stats["fim_candidates"] += 1
                 draws = _draw(rng, config)
             if draws is not None and len(fragment) >= config.min_fragment_tokens:
-                fragment_ids = fragment.tolist()
-                fim = fim_form(fragment_ids, draws, config, tokenizer, stats)
+                fim = fim_form(fragment, draws, config, tokenizer, stats)
                 if config.trim == "keep_middle":
-                    fim, covered = _fit_fim_form(fragment_ids, fim, L - length, draws, config,
+                    fim, covered = _fit_fim_form(fragment, fim, L - length, draws, config,
                                                  tokenizer, stats)
                 if fim is None:
                     covered = len(fragment)
                     stats["fim_fragments_left_plain_no_room"] += 1
                 else:
-                    tokens = np.array(fim, dtype=np.int64)
+                    tokens = fim
                     stats["fim_fragments"] += 1
                     stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
                     stats["fim_tokens"] += min(len(fim) + with_eot, L - length)
@@ -340,7 +341,7 @@ def fim_document(doc: TokenizedDocument, seed: int, config: FimConfig,
     draws = _draw(_rng("document-fim", seed, doc.content_hash), config)
     if draws is None or len(doc.ids) < max(config.min_fragment_tokens, 1):
         return doc, stats
-    ids = fim_form(doc.ids.tolist(), draws, config, tokenizer, stats)
+    ids = fim_form(doc.ids, draws, config, tokenizer, stats)
     stats["fim_fragments"] += 1
     stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
     return doc._replace(ids=np.asarray(ids, dtype=doc.ids.dtype)), stats

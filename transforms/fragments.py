@@ -1,8 +1,8 @@
 """A fragment as FIM sees it, and the re-encoding of the pieces FIM cuts out.
 
-``fragment_parts`` turns a fragment's ids into *parts*: ``TextSpan``s of
-decoded text that cut points may fall in, and tuples of original ids that
-must stay whole (bytes of a character cut by a chunk boundary, ids that stand
+``fragment_parts`` turns a fragment's ids (an array) into *parts*:
+``TextSpan``s of decoded text that cut points may fall in, and arrays of
+original ids that must stay whole (bytes of a character cut by a chunk boundary, ids that stand
 for no text). ``split_parts`` cuts parts into prefix, middle and suffix;
 ``encode_parts`` turns each back into ids, re-encoding text with the
 tokenizer's fragment encoder, and, where the tokenizer encodes words
@@ -11,11 +11,11 @@ independently, only the words at the two ends of each span.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import itertools
 from collections import Counter
 from typing import Optional, Union
+
+import numpy as np
 
 from transforms.tokenizer import Tokenizer
 
@@ -26,26 +26,23 @@ class TextRun:
     what lets FIM re-encode only the words around its cut points.
     """
 
-    __slots__ = ("text", "ids", "surfaces", "_offsets")
+    __slots__ = ("text", "ids", "_byte_offsets")
 
-    def __init__(self, text: str, ids: list, surfaces: list):
+    def __init__(self, text: str, ids: np.ndarray, byte_lengths: np.ndarray):
         self.text = text
         self.ids = ids
-        self.surfaces = surfaces
-        self._offsets: Optional[list] = None
+        self._byte_offsets = np.concatenate([[0], np.cumsum(byte_lengths)])
 
     def _byte_offset(self, char_offset: int) -> int:
         text = self.text
         return char_offset if text.isascii() else len(text[:char_offset].encode("utf-8"))
 
-    def ids_between(self, start: int, end: int) -> Optional[list]:
+    def ids_between(self, start: int, end: int) -> Optional[np.ndarray]:
         """Original ids covering exactly ``text[start:end]``, or ``None`` if no ids do."""
-        if self._offsets is None:
-            self._offsets = list(itertools.accumulate(map(len, self.surfaces), initial=0))
-        offsets = self._offsets
+        offsets = self._byte_offsets
         a, b = self._byte_offset(start), self._byte_offset(end)
-        k, m = bisect.bisect_left(offsets, a), bisect.bisect_left(offsets, b)
-        if k >= len(offsets) or m >= len(offsets) or offsets[k] != a or offsets[m] != b:
+        k, m = np.searchsorted(offsets, (a, b)).tolist()
+        if m >= len(offsets) or offsets[k] != a or offsets[m] != b:
             return None
         return self.ids[k:m]
 
@@ -54,7 +51,7 @@ class TextRun:
 class TextSpan:
     """``run.text[start:end]``: a piece of text FIM may cut and must re-encode.
 
-    Not a tuple, so it is never mistaken for a run of ids.
+    Not an array, so it is never mistaken for a run of ids.
     """
 
     run: TextRun
@@ -63,7 +60,7 @@ class TextSpan:
 
 
 # A part: text FIM may cut, or a run of original ids it must keep whole.
-Part = Union[TextSpan, tuple]
+Part = Union[TextSpan, np.ndarray]
 
 
 def _incomplete_tail(data: bytes, start: int) -> int:
@@ -79,27 +76,28 @@ def _incomplete_tail(data: bytes, start: int) -> int:
     return end - p if end - p < need else 0
 
 
-def _edge_tokens(surfaces: list, nbytes: int, from_end: bool) -> Optional[int]:
+def _edge_tokens(byte_lengths: np.ndarray, nbytes: int, from_end: bool) -> Optional[int]:
     """How many edge ids (byte pieces, one byte each) cover ``nbytes`` edge bytes; ``None`` if not whole ids."""
+    # Every piece stands for at least one byte: ``nbytes`` ids are enough to look at.
+    edge = byte_lengths[max(len(byte_lengths) - nbytes, 0):][::-1] if from_end else byte_lengths[:nbytes]
     covered = k = 0
-    order = reversed(surfaces) if from_end else iter(surfaces)
-    for surface in order:
+    for length in edge.tolist():
         if covered >= nbytes:
             break
-        covered += len(surface)
+        covered += length
         k += 1
     return k if covered == nbytes else None
 
 
-def _text_run_parts(ids: list, surfaces: list, stats: Counter) -> list:
+def _text_run_parts(ids: np.ndarray, byte_lengths: np.ndarray, tokenizer: Tokenizer, stats: Counter) -> list:
     """Parts of a run of ids that all stand for bytes."""
-    data = b"".join(surfaces)
+    data = tokenizer.surface(ids)
     lead = 0
     while lead < len(data) and (data[lead] & 0xC0) == 0x80:
         lead += 1
     tail = _incomplete_tail(data, lead)
-    k_lead = _edge_tokens(surfaces, lead, from_end=False)
-    k_tail = _edge_tokens(surfaces, tail, from_end=True)
+    k_lead = _edge_tokens(byte_lengths, lead, from_end=False)
+    k_tail = _edge_tokens(byte_lengths, tail, from_end=True)
     try:
         if k_lead is None or k_tail is None:
             raise ValueError("partial character inside an id")
@@ -108,44 +106,43 @@ def _text_run_parts(ids: list, surfaces: list, stats: Counter) -> list:
         # Not valid UTF-8 inside (ids that did not come from encoding text):
         # keep the run whole rather than guess.
         stats["fragments_kept_whole_invalid_utf8"] += 1
-        return [tuple(ids)]
+        return [ids]
     end = len(ids) - k_tail
     parts: list = []
     if k_lead:
-        parts.append(tuple(ids[:k_lead]))
+        parts.append(ids[:k_lead])
         stats["partial_character_edges"] += 1
     if text:
-        parts.append(TextSpan(TextRun(text, ids[k_lead:end], surfaces[k_lead:end]), 0, len(text)))
+        parts.append(TextSpan(TextRun(text, ids[k_lead:end], byte_lengths[k_lead:end]), 0, len(text)))
     if k_tail:
-        parts.append(tuple(ids[end:]))
+        parts.append(ids[end:])
         stats["partial_character_edges"] += 1
     return parts
 
 
-def fragment_parts(ids: list, tokenizer: Tokenizer, stats: Counter) -> list:
+def fragment_parts(ids: np.ndarray, tokenizer: Tokenizer, stats: Counter) -> list:
     """Splits a fragment into text FIM may cut and id runs it must keep whole."""
-    table = tokenizer.piece_bytes
-    surfaces = [table[i] for i in ids]
-    if None not in surfaces:
-        return _text_run_parts(ids, surfaces, stats)
+    byte_lengths = tokenizer.piece_lengths[ids]
+    no_text = np.flatnonzero(byte_lengths < 0).tolist()
+    if not no_text:
+        return _text_run_parts(ids, byte_lengths, tokenizer, stats)
     parts: list = []
     start = 0
-    for k, s in enumerate(surfaces + [None]):
-        if s is None:
-            if k > start:
-                parts.extend(_text_run_parts(ids[start:k], surfaces[start:k], stats))
-            if k < len(ids):
-                parts.append((ids[k],))
-            start = k + 1
+    for k in no_text + [len(ids)]:
+        if k > start:
+            parts.extend(_text_run_parts(ids[start:k], byte_lengths[start:k], tokenizer, stats))
+        if k < len(ids):
+            parts.append(ids[k:k + 1])
+        start = k + 1
     return _merge_id_runs(parts)
 
 
 def _merge_id_runs(parts: list) -> list:
     merged: list = []
     for part in parts:
-        if merged and isinstance(part, tuple) and isinstance(merged[-1], tuple):
-            merged[-1] = merged[-1] + part
-        elif part != ():
+        if merged and isinstance(part, np.ndarray) and isinstance(merged[-1], np.ndarray):
+            merged[-1] = np.concatenate([merged[-1], part])
+        elif isinstance(part, TextSpan) or len(part):
             merged.append(part)
     return merged
 
@@ -227,7 +224,7 @@ def _reencoding_plan(span: TextSpan, local: bool) -> list:
     return [text[span.start:span.end]]
 
 
-def encode_parts(groups: list[list], tokenizer: Tokenizer) -> list[list[int]]:
+def encode_parts(groups: list[list], tokenizer: Tokenizer) -> list[np.ndarray]:
     """Token ids of each group of parts, all text re-encoded in one batch call."""
     plans = [[_reencoding_plan(p, tokenizer.encodes_words_independently) if isinstance(p, TextSpan) else [p]
               for p in group] for group in groups]
@@ -235,13 +232,7 @@ def encode_parts(groups: list[list], tokenizer: Tokenizer) -> list[list[int]]:
     encoded = iter(tokenizer.encode_fragments(texts)) if texts else iter(())
     result = []
     for group in plans:
-        ids: list[int] = []
-        for plan in group:
-            for piece in plan:
-                if isinstance(piece, str):
-                    if piece:
-                        ids.extend(next(encoded))
-                else:
-                    ids.extend(piece)
-        result.append(ids)
+        ids = [next(encoded) if isinstance(piece, str) else piece
+               for plan in group for piece in plan if not isinstance(piece, str) or piece]
+        result.append(np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64))
     return result

@@ -15,6 +15,7 @@ import numpy as np
 
 from transforms.read import Document
 from transforms.tokenizer import TOKEN_DTYPE, TokenizerHandle
+from transforms.tokenizer_pool import TokenizerPool
 
 # Documents longer than this are encoded in pieces of this size.
 MAX_ENCODE_CHARS = 1 << 20
@@ -35,9 +36,10 @@ def content_hash(text: str) -> bytes:
 
 
 class _TokenizeBatchFn(beam.DoFn):
-    def __init__(self, tokenizer: TokenizerHandle, num_threads: int, max_encode_chars: int):
+    def __init__(self, tokenizer: TokenizerHandle, num_threads: int, num_processes: int, max_encode_chars: int):
         self._tokenizer_handle = tokenizer
         self._num_threads = num_threads
+        self._num_processes = num_processes
         self._max_encode_chars = max_encode_chars
         self._documents = beam.metrics.Metrics.counter("tokenize", "documents")
         self._tokens = beam.metrics.Metrics.counter("tokenize", "tokens")
@@ -45,11 +47,15 @@ class _TokenizeBatchFn(beam.DoFn):
 
     def setup(self):
         self._tokenizer = self._tokenizer_handle.acquire()
+        self._pool = TokenizerPool(self._tokenizer, self._num_processes)
+
+    def teardown(self):
+        self._pool.close()
 
     def process(self, batch: list[Document]):
         tokenizer = self._tokenizer
         short = [d.text for d in batch if len(d.text) <= self._max_encode_chars]
-        encoded_short = iter(tokenizer.encode_documents_fast(short, num_threads=self._num_threads))
+        encoded_short = iter(self._pool.encode_documents_fast(short, num_threads=self._num_threads))
         for doc in batch:
             if len(doc.text) <= self._max_encode_chars:
                 ids = next(encoded_short)
@@ -68,12 +74,15 @@ class TokenizeDocuments(beam.PTransform):
     Documents are encoded in batches, through the tokenizer's word cache
     where its vocabulary allows (``Tokenizer.encode_documents_fast``), so that
     SentencePiece's batch API and threads only see words not seen before.
+    With ``num_processes > 1`` each batch is shared among that many processes
+    (``transforms.tokenizer_pool``): for runners that run the whole pipeline
+    in one process.
     """
 
-    def __init__(self, tokenizer: TokenizerHandle, num_threads: int = 1, max_batch_size: int = 64,
-                 max_encode_chars: int = MAX_ENCODE_CHARS):
+    def __init__(self, tokenizer: TokenizerHandle, num_threads: int = 1, num_processes: int = 1,
+                 max_batch_size: int = 64, max_encode_chars: int = MAX_ENCODE_CHARS):
         super().__init__()
-        self._fn = _TokenizeBatchFn(tokenizer, num_threads, max_encode_chars)
+        self._fn = _TokenizeBatchFn(tokenizer, num_threads, num_processes, max_encode_chars)
         self._max_batch_size = max_batch_size
 
     def expand(self, documents):

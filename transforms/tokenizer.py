@@ -31,9 +31,6 @@ import numpy as np
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.utils import shared
-
 from transforms.storage import connect_anonymously_to_emulator
 from transforms.word_cache import ATOM, WORD, WordCache
 
@@ -80,6 +77,10 @@ class SpecialTokens:
 
 def read_model_bytes(path: str) -> bytes:
     """Reads a model file from any Beam filesystem (local path, gs://, ...)."""
+    # Imported here: processes that only encode (``transforms.tokenizer_pool``)
+    # start without Beam.
+    from apache_beam.io.filesystems import FileSystems
+
     connect_anonymously_to_emulator()
     with FileSystems.open(path) as f:
         return f.read()
@@ -183,6 +184,11 @@ class Tokenizer:
         self.word_cache = WordCache(self.continuation_encoder, splits, TOKEN_DTYPE) if splits else None
         escape = proto.normalizer_spec.escape_whitespaces
         self.piece_bytes = tuple(_piece_surface(p, escape) for p in proto.pieces)
+        # The same table for whole arrays of ids: FIM looks up every id of the
+        # fragments it transforms, which numpy does in one call.
+        self.piece_lengths = np.array([-1 if s is None else len(s) for s in self.piece_bytes], dtype=np.int64)
+        self._surfaces = np.empty(len(self.piece_bytes), dtype=object)
+        self._surfaces[:] = [s or b"" for s in self.piece_bytes]
         proto.normalizer_spec.name = "identity"
         proto.normalizer_spec.precompiled_charsmap = b""
         proto.normalizer_spec.add_dummy_prefix = False
@@ -234,15 +240,14 @@ class Tokenizer:
             start = end
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
 
-    def encode_fragments(self, texts: list[str]) -> list[list[int]]:
+    def encode_fragments(self, texts: list[str]) -> list[np.ndarray]:
         if self.word_cache is not None:
-            return [ids.tolist() for ids in self.word_cache.encode(texts)]
-        return self.fragment_encoder.encode(texts)
+            return self.word_cache.encode(texts)
+        return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self.fragment_encoder.encode(texts)]
 
     def surface(self, ids) -> bytes:
         """The bytes ``ids`` stand for; ids without text (unknown, control) contribute nothing."""
-        table = self.piece_bytes
-        return b"".join(table[i] or b"" for i in ids)
+        return b"".join(self._surfaces[np.asarray(ids, dtype=np.int64)].tolist())
 
     def count_special_text(self, text: str) -> int:
         """How many literal special-piece strings (``<fim_middle>``, ``</s>``...) ``text`` contains."""
@@ -259,6 +264,8 @@ class TokenizerHandle:
     """
 
     def __init__(self, path: str, names: SpecialTokenNames, reference: bool = False):
+        from apache_beam.utils import shared
+
         self.path = path
         self.names = names
         self.reference = reference

@@ -1,0 +1,67 @@
+"""Encoding across helper processes gives SentencePiece's ids, and fails loudly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import stdlib_sources
+from tests.test_word_cache import _ids, texts
+from transforms.tokenizer_pool import TokenizerPool, split_by_size
+
+
+@pytest.fixture(scope="module")
+def pool(code_tokenizer):
+    pool = TokenizerPool(code_tokenizer, processes=3)
+    yield pool
+    pool.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(st.text(max_size=5), max_size=12), parts=st.integers(1, 4))
+def test_split_by_size_keeps_every_text_in_order(batch, parts):
+    runs = split_by_size(batch, parts)
+    assert len(runs) == parts and [t for run in runs for t in run] == batch
+
+
+def test_split_by_size_balances_the_text():
+    runs = split_by_size(["x" * 10] * 10, 2)
+    assert [len(r) for r in runs] == [5, 5]
+    assert [len(r) for r in split_by_size(["x" * 100, "y", "z"], 2)] == [1, 2]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(texts, max_size=8))
+def test_pool_encodes_as_sentencepiece(pool, code_tokenizer, batch):
+    assert _ids(pool.encode_documents_fast(batch)) == code_tokenizer.encode_documents(batch)
+
+
+def test_pool_encodes_real_code_as_sentencepiece(pool, code_tokenizer):
+    docs = stdlib_sources(300_000, seed=5)
+    assert _ids(pool.encode_documents_fast(docs, num_threads=2)) == code_tokenizer.encode_documents(docs)
+
+
+def test_an_error_in_a_helper_is_raised_in_the_caller_and_the_pool_goes_on(pool, code_tokenizer):
+    # The lone surrogate is in the last share, which a helper encodes.
+    with pytest.raises(ValueError, match="lone surrogate"):
+        pool.encode_documents_fast(["a" * 1000, "b" * 1000, "c\udfff"])
+    assert _ids(pool.encode_documents_fast(["x = 1", "y"])) == code_tokenizer.encode_documents(["x = 1", "y"])
+
+
+def test_a_helper_that_dies_fails_the_batch_with_a_clear_error(code_tokenizer):
+    pool = TokenizerPool(code_tokenizer, processes=2)
+    pool._helpers[0]._process.kill()
+    with pytest.raises(RuntimeError, match=r"tokenizer helper process exited with code -9; its error is on stderr"):
+        pool.encode_documents_fast(["a" * 100, "b" * 100])
+    pool.close()
+
+
+def test_helpers_start_without_beam():
+    """What a helper imports: no Beam, so it starts in a fraction of a second."""
+    code = ("import sys, transforms.tokenizer_pool; "
+            "assert not [m for m in sys.modules if m.startswith(('apache_beam', 'tensorflow'))]")
+    subprocess.run([sys.executable, "-c", code], check=True)
