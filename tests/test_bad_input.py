@@ -10,6 +10,7 @@ import zstandard
 
 from pipeline.cli import main
 from tests.conftest import stdlib_sources
+from transforms.tokenizer import Tokenizer
 
 EXPECTED_REASONS = {"invalid_json": 1, "not_an_object": 1, "missing_text_field": 1, "text_not_string": 2,
                     "empty_document": 4, "invalid_utf8": 2, "binary_file": 1, "file_too_large": 1,
@@ -86,14 +87,19 @@ def test_include_and_exclude_select_files_under_a_directory(tmp_path, code_model
     assert "no file matched (after --include/--exclude)" in capsys.readouterr().err
 
 
-def test_long_documents_are_encoded_in_bounded_pieces_without_losing_bytes(code_tokenizer, llama_tokenizer):
+def test_long_documents_are_encoded_in_bounded_pieces_without_losing_bytes(code_tokenizer, llama_tokenizer,
+                                                                          code_model_bytes):
     text = "".join(f"line {i}: 日本語 🎉 value = {i * 7}\n" for i in range(3000))
     for tokenizer in (code_tokenizer, llama_tokenizer):
-        whole = tokenizer.encode_documents([text])[0]
-        pieces = tokenizer.encode_long_document(text, 4096)
-        assert tokenizer.surface(pieces) == tokenizer.surface(whole)
-    no_newline = "x" * 10_000 + "é" * 5000
-    assert code_tokenizer.surface(code_tokenizer.encode_long_document(no_newline, 999)) == no_newline.encode()
+        # Pieces end at word cuts: exactly SentencePiece's ids for the whole text.
+        assert tokenizer.encode_long_document(text, 4096).tolist() == tokenizer.encode_documents([text])[0]
+    # Without the word cache pieces end after newlines, or anywhere: the bytes stay.
+    reference = Tokenizer(code_model_bytes, reference=True)
+    whole = reference.encode_documents([text])[0]
+    assert reference.surface(reference.encode_long_document(text, 4096)) == reference.surface(whole)
+    no_cut = "x" * 10_000 + "é" * 5000
+    for tokenizer in (code_tokenizer, reference):
+        assert tokenizer.surface(tokenizer.encode_long_document(no_cut, 999)) == no_cut.encode()
 
 
 

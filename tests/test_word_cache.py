@@ -98,3 +98,22 @@ def test_without_byte_fallback_unknown_characters_keep_atoms_off(training_text):
     # SentencePiece makes adjacent unknown characters one <unk>, across any cut.
     forced = WordCache(tokenizer.continuation_encoder, (WORD, ATOM), np.int32)
     assert _ids(forced.encode(docs)) != expected
+
+
+# Words of at most 6 characters between single spaces: every window of 8
+# characters holds a word cut, so no piece of a long document ends elsewhere.
+_short_words = st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=" \u2581"),
+                                min_size=1, max_size=6), min_size=1, max_size=60).map(" ".join)
+
+
+@pytest.mark.parametrize("name", ["code_tokenizer", "llama_tokenizer"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_short_words)
+def test_long_documents_cut_at_words_encode_as_a_whole(request, name, text):
+    tokenizer = request.getfixturevalue(name)
+    assert tokenizer.encode_long_document(text, 8).tolist() == tokenizer.encode_documents([text])[0]
+
+
+def test_long_real_documents_cut_at_words_encode_as_a_whole(code_tokenizer):
+    text = "".join(stdlib_sources(200_000, seed=9)) + "".join(MULTILINGUAL)
+    assert code_tokenizer.encode_long_document(text, 5000).tolist() == code_tokenizer.encode_documents([text])[0]

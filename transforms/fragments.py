@@ -2,11 +2,12 @@
 
 ``fragment_parts`` turns a fragment's ids (an array) into *parts*:
 ``TextSpan``s of decoded text that cut points may fall in, and arrays of
-original ids that must stay whole (bytes of a character cut by a chunk boundary, ids that stand
-for no text). ``split_parts`` cuts parts into prefix, middle and suffix;
-``encode_parts`` turns each back into ids, re-encoding text with the
-tokenizer's fragment encoder, and, where the tokenizer encodes words
-independently, only the words at the two ends of each span.
+original ids that must stay whole (bytes of a character cut by a chunk
+boundary, ids that stand for no text). ``split_parts`` cuts parts into
+prefix, middle and suffix; ``encode_parts`` turns each back into ids,
+re-encoding text with the tokenizer's fragment encoder, and, where the
+tokenizer encodes words independently, only the words at the two ends of
+each span.
 """
 
 from __future__ import annotations

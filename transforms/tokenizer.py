@@ -221,24 +221,42 @@ class Tokenizer:
         return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self.encode_documents(texts, num_threads)]
 
     def encode_long_document(self, text: str, piece_chars: int, dtype=TOKEN_DTYPE) -> np.ndarray:
-        """Encodes ``text`` in pieces of about ``piece_chars`` cut after newlines.
+        """Encodes ``text`` in pieces of at most ``piece_chars`` characters where it can.
 
-        Bounds the memory SentencePiece needs for one call on a document of
-        hundreds of MB, and keeps ids in compact arrays rather than one list of
-        Python ints; tokens never span a piece boundary.
+        Bounds the memory one encoding call needs on a document of hundreds of
+        MB, and keeps ids in compact arrays rather than one list of Python
+        ints. With the word cache a piece ends where a space follows a
+        non-space, where the model provably never joins pieces, so the ids
+        are exactly those of the whole text; otherwise after a newline. With
+        neither in reach the piece ends at ``piece_chars``. Tokens never span
+        two pieces, so the bytes are always the text's.
         """
         pieces: list[np.ndarray] = []
         start = 0
-        encoder = self.document_encoder
         while start < len(text):
-            end = min(start + piece_chars, len(text))
-            if end < len(text):
-                newline = text.rfind("\n", start, end)
-                end = newline + 1 if newline >= start else end
-            pieces.append(np.asarray(encoder.encode(text[start:end]), dtype=dtype))
-            encoder = self.continuation_encoder
+            end = self._piece_end(text, start, piece_chars)
+            piece = text[start:end]
+            if start == 0:
+                pieces.append(self.encode_documents_fast([piece])[0])
+            elif self.word_cache is not None:
+                pieces.append(self.word_cache.encode([piece])[0])
+            else:
+                pieces.append(np.asarray(self.continuation_encoder.encode(piece), dtype=TOKEN_DTYPE))
             start = end
-        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+        return np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype=dtype)
+
+    def _piece_end(self, text: str, start: int, piece_chars: int) -> int:
+        end = start + piece_chars
+        if end >= len(text):
+            return len(text)
+        if self.word_cache is not None:
+            space = text.rfind(" ", start + 1, end + 1)
+            while space > start and text[space - 1] in " \u2581":
+                space = text.rfind(" ", start + 1, space)
+            if space > start:
+                return space
+        newline = text.rfind("\n", start, end)
+        return newline + 1 if newline >= start else end
 
     def encode_fragments(self, texts: list[str]) -> list[np.ndarray]:
         if self.word_cache is not None:
