@@ -3,7 +3,7 @@
     python -m bench.throughput [--input GLOB] [--limit_mb N] [--tokenizer MODEL] [--repeat N]
                                [--mode in_process|multi_processing] [fimflow run flags...]
 
-(a) the limit: the corpus encoded by SentencePiece alone with two threads;
+(a) the limit: the corpus encoded by SentencePiece alone with a thread per core;
 (b) ``fimflow run`` on the same corpus on the DirectRunner, fim_rate 0.5;
 (c) the CPU time of each stage's own code run directly on the same corpus in
     one process, so that the remainder (``other_cpu_seconds``) is what the
@@ -173,7 +173,7 @@ def main(argv=None) -> dict:
         f.writelines(json.dumps({"content": t}) + "\n" for t in texts)
     with open(f"{out}/warmup.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps({"content": t}) + "\n" for t in texts[:20])
-    runner = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] \
+    runner = ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"] \
         if args.mode == "multi_processing" else []
 
     def run_pipeline(path: str, output: str) -> int:
@@ -189,7 +189,7 @@ def main(argv=None) -> dict:
             startup_seconds = time.perf_counter() - start
             for index in range(args.repeat):
                 # Each round measures the limit right before the pipeline, so both see the same load.
-                raw_seconds, tokens = raw_encoding(texts, tokenizer, threads=2)
+                raw_seconds, tokens = raw_encoding(texts, tokenizer, threads=os.cpu_count() or 1)
                 start, cpu_start = time.perf_counter(), _cpu_seconds()
                 code = run_pipeline(corpus, f"data{index}")
                 pipeline_seconds, pipeline_cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
