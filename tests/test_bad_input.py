@@ -148,6 +148,7 @@ def test_a_huge_jsonl_document_is_read_without_extra_copies(tmp_path):
 
 
 def test_truncated_and_corrupt_files_end_in_a_dead_letter_not_a_crash(tmp_path):
+    import bz2
     import gzip
 
     from transforms.read import Document, RecordReader
@@ -155,9 +156,20 @@ def test_truncated_and_corrupt_files_end_in_a_dead_letter_not_a_crash(tmp_path):
     good = "".join(json.dumps({"content": f"x = {i}"}) + "\n" for i in range(2000)).encode()
     (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(good)[:4000])
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
-    # Beam's gzip reader ends a truncated stream quietly: the cut line is the dead letter.
     cut = list(RecordReader().read(str(tmp_path / "cut.jsonl.gz")))
-    assert len(cut) > 100 and cut[-1].reason == "invalid_json"
-    assert all(isinstance(i, Document) for i in cut[:-1])
+    assert len(cut) > 100 and [r.reason for r in cut[-2:]] == ["invalid_json", "unreadable_file"]
+    assert "truncated" in cut[-1].detail and cut[-1].index == cut[-2].index + 1
+    assert all(isinstance(i, Document) for i in cut[:-2])
+    # Cut where a line ends: every record read is whole, and only the decompressor
+    # knows more was coming. Concatenated streams (gzip members, zstd frames) are
+    # read on into the next one.
+    head, tail = good[:good.index(b"\n", 5000) + 1], good[good.index(b"\n", 5000) + 1:]
+    for name, compress in (("a.jsonl.gz", gzip.compress), ("b.txt.gz", gzip.compress),
+                           ("c.jsonl.zst", zstandard.ZstdCompressor().compress), ("d.jsonl.bz2", bz2.compress)):
+        (tmp_path / name).write_bytes(compress(head) + compress(tail)[:30])
+        records = list(RecordReader().read(str(tmp_path / name)))
+        assert records[-1].reason == "unreadable_file" and "truncated" in records[-1].detail, name
+        (tmp_path / name).write_bytes(compress(head) + compress(tail))
+        assert all(isinstance(r, Document) for r in RecordReader().read(str(tmp_path / name))), name
     (corrupt,) = RecordReader().read(str(tmp_path / "bad.parquet"))
     assert corrupt.reason == "unreadable_file" and "Parquet" in corrupt.detail

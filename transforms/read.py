@@ -69,6 +69,18 @@ def file_format(path: str) -> str:
     return "text"
 
 
+def _check_complete(f) -> None:
+    """Raises if ``f``, read to its end, stopped inside a compressed stream.
+
+    Beam's decompressing reader ends a truncated .gz, .bz2 or .zst quietly, as
+    if the file ended there; its decompressor (a private attribute: the test of
+    truncated files fails if it goes away) knows whether the end marker came.
+    """
+    decompressor = getattr(f, "_decompressor", None)
+    if decompressor is not None and not decompressor.eof:
+        raise EOFError("the compressed stream ends before its end marker: the file is truncated")
+
+
 def _raw_start(raw) -> str:
     if isinstance(raw, bytes):
         raw = raw[: RAW_START_CHARS * 4].decode("utf-8", errors="backslashreplace")
@@ -149,6 +161,7 @@ class RecordReader:
                 del line
                 record = None
                 yield result
+            _check_complete(f)
 
     def _read_parquet(self, path: str) -> Iterator[Document | Rejected]:
         import pyarrow.parquet as pq  # Only Parquet inputs pay for the import.
@@ -177,6 +190,7 @@ class RecordReader:
             return
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
             data = f.read()
+            _check_complete(f)
         if b"\0" in data[:BINARY_SNIFF_BYTES]:
             yield Rejected(path, 0, "binary_file", "NUL byte in the first 8 KiB", _raw_start(data))
             return
