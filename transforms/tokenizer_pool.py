@@ -27,6 +27,7 @@ import bisect
 import itertools
 import os
 import pickle
+import signal
 import subprocess
 import sys
 
@@ -110,6 +111,9 @@ class TokenizerPool:
 
 
 def _serve() -> None:
+    # Ctrl-C reaches the whole process group; the calling process decides,
+    # and its exit closes this helper's stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests = sys.stdin.buffer
     # Replies get fd 1 to themselves; anything else that writes there goes to stderr.
     replies = os.fdopen(os.dup(1), "wb")
