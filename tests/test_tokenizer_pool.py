@@ -45,18 +45,34 @@ def test_pool_encodes_real_code_as_sentencepiece(pool, code_tokenizer):
     assert _ids(pool.encode_documents_fast(docs, num_threads=2)) == code_tokenizer.encode_documents(docs)
 
 
-def test_an_error_in_a_helper_is_raised_in_the_caller_and_the_pool_goes_on(pool, code_tokenizer):
-    # The lone surrogate is in the last share, which a helper encodes.
+@pytest.mark.parametrize("bad", [1, 2], ids=["first helper", "last helper"])
+def test_an_error_in_a_helper_is_raised_in_the_caller_and_the_pool_goes_on(pool, code_tokenizer, bad):
+    batch = ["a" * 1000, "b" * 1000, "c" * 1000]
+    batch[bad] = batch[bad][:-1] + "\udfff"  # A lone surrogate, which the word cache refuses.
     with pytest.raises(ValueError, match="lone surrogate"):
-        pool.encode_documents_fast(["a" * 1000, "b" * 1000, "c\udfff"])
-    assert _ids(pool.encode_documents_fast(["x = 1", "y"])) == code_tokenizer.encode_documents(["x = 1", "y"])
+        pool.encode_documents_fast(batch)
+    # No reply of the failed batch is left behind to be taken for this one's.
+    good = ["x = 1", "y = 2", "z = 3"]
+    assert _ids(pool.encode_documents_fast(good)) == code_tokenizer.encode_documents(good)
+
+
+def test_an_error_in_the_calling_process_leaves_no_reply_behind(pool, code_tokenizer):
+    with pytest.raises(ValueError, match="lone surrogate"):
+        pool.encode_documents_fast(["a" * 999 + "\udfff", "b" * 1000, "c" * 1000])
+    good = ["x = 1", "y = 2", "z = 3"]
+    assert _ids(pool.encode_documents_fast(good)) == code_tokenizer.encode_documents(good)
 
 
 def test_a_helper_that_dies_fails_the_batch_with_a_clear_error(code_tokenizer):
-    pool = TokenizerPool(code_tokenizer, processes=2)
+    pool = TokenizerPool(code_tokenizer, processes=3)
     pool._helpers[0]._process.kill()
     with pytest.raises(RuntimeError, match=r"tokenizer helper process exited with code -9; its error is on stderr"):
-        pool.encode_documents_fast(["a" * 100, "b" * 100])
+        pool.encode_documents_fast(["a" * 100, "b" * 100, "c" * 100])
+    # The second helper may still hold the reply for "c...". This batch leaves the
+    # dead helper nothing to do and gives the second one "y": the pool must refuse it.
+    assert [len(share) for share in split_by_size(["x = 1", "y"], 3)] == [1, 0, 1]
+    with pytest.raises(RuntimeError, match="exited with code -9"):
+        pool.encode_documents_fast(["x = 1", "y"])
     pool.close()
 
 

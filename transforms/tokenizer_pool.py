@@ -30,6 +30,7 @@ import pickle
 import signal
 import subprocess
 import sys
+from typing import Optional
 
 import numpy as np
 
@@ -44,6 +45,10 @@ def split_by_size(texts: list[str], parts: int) -> list[list[str]]:
     cuts = [0] + [min(bisect.bisect_left(ends, total * k / parts) + 1, len(texts)) for k in range(1, parts)]
     cuts.append(len(texts))
     return [texts[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+class HelperExited(RuntimeError):
+    """A helper process is gone; the pool that owns it encodes no more."""
 
 
 class _Helper:
@@ -63,21 +68,19 @@ class _Helper:
         except BrokenPipeError:
             raise self._exited() from None
 
-    def _exited(self) -> RuntimeError:
-        return RuntimeError(f"tokenizer helper process exited with code {self._process.wait()}; "
+    def _exited(self) -> HelperExited:
+        return HelperExited(f"tokenizer helper process exited with code {self._process.wait()}; "
                             "its error is on stderr")
 
     def submit(self, texts: list[str], num_threads: int) -> None:
         self._send((texts, num_threads))
 
-    def result(self) -> list[np.ndarray]:
+    def reply(self) -> tuple[bool, object]:
+        """``(True, ids)``, or ``(False, exception)`` for an error in encoding."""
         try:
-            ok, value = pickle.load(self._process.stdout)
+            return pickle.load(self._process.stdout)
         except EOFError:
             raise self._exited() from None
-        if not ok:
-            raise value
-        return value
 
     def close(self) -> None:
         try:
@@ -93,15 +96,30 @@ class TokenizerPool:
     def __init__(self, tokenizer: Tokenizer, processes: int):
         self.tokenizer = tokenizer
         self._helpers = [_Helper(tokenizer) for _ in range(processes - 1)]
+        self._failure: Optional[HelperExited] = None
 
     def encode_documents_fast(self, texts: list[str], num_threads: int = 1) -> list[np.ndarray]:
+        if self._failure is not None:
+            # A helper may hold a request it never answered: nothing it sends can be trusted.
+            raise HelperExited(f"an earlier batch lost a helper: {self._failure}")
         own, *shares = split_by_size(texts, len(self._helpers) + 1)
         busy = [(helper, share) for helper, share in zip(self._helpers, shares) if share]
-        for helper, share in busy:
-            helper.submit(share, num_threads)
-        ids = self.tokenizer.encode_documents_fast(own, num_threads)
-        for helper, _ in busy:
-            ids += helper.result()
+        try:
+            for helper, share in busy:
+                helper.submit(share, num_threads)
+            try:
+                ids = self.tokenizer.encode_documents_fast(own, num_threads)
+            finally:
+                # Every reply is read, also after an error: one left in a pipe
+                # would be taken for the next batch's.
+                replies = [helper.reply() for helper, _ in busy]
+        except HelperExited as e:
+            self._failure = e
+            raise
+        for ok, value in replies:
+            if not ok:
+                raise value
+            ids += value
         return ids
 
     def close(self) -> None:
