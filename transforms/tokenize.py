@@ -46,11 +46,13 @@ class _TokenizeBatchFn(beam.DoFn):
         self._special = beam.metrics.Metrics.counter("tokenize", "special_token_text_in_documents")
 
     def setup(self):
+        self._pool = None  # So that teardown after a failed setup has nothing to close.
         self._tokenizer = self._tokenizer_handle.acquire()
         self._pool = TokenizerPool(self._tokenizer, self._num_processes)
 
     def teardown(self):
-        self._pool.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def process(self, batch: list[Document]):
         tokenizer = self._tokenizer
