@@ -76,6 +76,21 @@ def test_a_helper_that_dies_fails_the_batch_with_a_clear_error(code_tokenizer):
     pool.close()
 
 
+def test_helpers_run_this_checkout_whatever_the_working_directory(code_tokenizer, tmp_path, monkeypatch):
+    """A ``transforms`` package in the working directory must not stand in for fimflow's."""
+    decoy = tmp_path / "transforms"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy transforms package was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    pool = TokenizerPool(code_tokenizer, processes=2)
+    try:
+        docs = ["x = 1\n", "y = 2\n", "def f(z):\n"]
+        assert [len(share) for share in split_by_size(docs, 2)] == [2, 1]  # The helper gets work.
+        assert _ids(pool.encode_documents_fast(docs)) == code_tokenizer.encode_documents(docs)
+    finally:
+        pool.close()
+
+
 def test_helpers_start_without_beam():
     """What a helper imports: no Beam, so it starts in a fraction of a second."""
     code = ("import sys, transforms.tokenizer_pool; "

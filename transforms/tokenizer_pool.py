@@ -7,8 +7,8 @@ process and ``processes - 1`` helper processes, each with its own copy of the
 tokenizer and its own word cache. Encoding is exact in every process, so the
 ids do not depend on how a batch was split or which process encoded what.
 
-A helper is ``python -m transforms.tokenizer_pool``, talking pickles over its
-stdin and stdout. Not ``multiprocessing``: its ``fork`` can deadlock a child of
+A helper is a Python process running ``_serve`` of this module, talking
+pickles over its stdin and stdout. Not ``multiprocessing``: its ``fork`` can deadlock a child of
 a process running Beam's threads, and its ``spawn`` re-imports the caller's
 main script in the child, which for a script without a ``__main__`` guard
 means running the pipeline again. A helper imports this module and
@@ -47,6 +47,11 @@ def split_by_size(texts: list[str], parts: int) -> list[list[str]]:
     return [texts[a:b] for a, b in zip(cuts, cuts[1:])]
 
 
+# A helper's program: the import path comes as its arguments.
+_HELPER_MAIN = ("import sys; sys.path[:0] = sys.argv[1:]; del sys.argv[1:]; "
+                f"from {__name__} import _serve; _serve()")
+
+
 class HelperExited(RuntimeError):
     """A helper process is gone; the pool that owns it encodes no more."""
 
@@ -55,10 +60,12 @@ class _Helper:
     """One helper process; requests and replies are pickles, one at a time."""
 
     def __init__(self, tokenizer: Tokenizer):
-        # The helper resolves imports as this process does, also from a source checkout.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
-        self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env=env)
+        # This process's import path goes first, so the helper runs this very
+        # module, also from a source checkout; with ``-m`` the working
+        # directory would come first, and any ``transforms`` package there.
+        paths = [p or os.getcwd() for p in sys.path]
+        self._process = subprocess.Popen([sys.executable, "-c", _HELPER_MAIN, *paths],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._send(tokenizer)
 
     def _send(self, message) -> None:
@@ -148,7 +155,3 @@ def _serve() -> None:
             reply = (False, e)
         pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
-
-
-if __name__ == "__main__":
-    _serve()
