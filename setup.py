@@ -6,6 +6,8 @@ are what the pipeline was tested with.
 
 import setuptools
 
+TENSORFLOW = "tensorflow-cpu==2.21.0"
+
 setuptools.setup(
     name="fimflow",
     version="0.1.0",
@@ -28,8 +30,8 @@ setuptools.setup(
     # TensorFlow reads datasets back (fimflow inspect, trainers); the pipeline
     # itself writes Example bytes without it, so workers do not install it.
     extras_require={
-        "tf": ["tensorflow-cpu==2.21.0"],
-        "test": ["tensorflow-cpu==2.21.0", "pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3"],
+        "tf": [TENSORFLOW],
+        "test": [TENSORFLOW, "pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3"],
     },
     entry_points={"console_scripts": ["fimflow=pipeline.cli:main"]},
 )

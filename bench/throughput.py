@@ -33,13 +33,13 @@ import time
 from pipeline import defaults
 from pipeline.cli import main as fimflow
 from pipeline.options import resolve_inputs
-from transforms.example_proto import serialize_int64_example
 from transforms.fim import FimConfig, fim_chunk
 from transforms.pack import Chunk, pack_bucket
 from transforms.read import Document, RecordReader
 from transforms.shuffle import shuffle_key
 from transforms.tokenize import TokenizedDocument, content_hash
 from transforms.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
+from transforms.write import example_record
 
 
 def corpus_files(patterns, limit_bytes):
@@ -92,8 +92,7 @@ def stage_cpu_seconds(corpus: str, tokenizer: Tokenizer, context_length: int) ->
         tokenizer.special.eot) if isinstance(c, Chunk)])
     config = FimConfig(context_length, rate=0.5)
     examples = timed("fim", lambda: [fim_chunk(c, 0, config, tokenizer)[0] for c in chunks])
-    records = timed("serialize", lambda: [serialize_int64_example(
-        {"input_ids": e.input_ids, "segment_ids": e.segment_ids, "positions": e.positions}) for e in examples])
+    records = timed("serialize", lambda: [example_record(e) for e in examples])
     times["output_bytes"] = sum(map(len, records))
     return times
 

@@ -52,9 +52,9 @@ def packed_varints(values: np.ndarray) -> bytes:
     return out[keep].tobytes()
 
 
-def _header(number: int, length: int) -> bytes:
-    """Tag and length of a length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(length)
+def _field(number: int, parts: list) -> list:
+    """A length-delimited field holding the bytes of ``parts``, as parts: its header, then them."""
+    return [_varint(number << 3 | 2) + _varint(sum(map(len, parts))), *parts]
 
 
 def serialize_int64_example(features: dict) -> bytes:
@@ -68,9 +68,7 @@ def serialize_int64_example(features: dict) -> bytes:
     for name in sorted(features):
         packed = packed_varints(features[name])
         # Int64List{value: packed}; an empty repeated field is omitted.
-        int64_list = [_header(1, len(packed)), packed] if packed else []
-        feature = [_header(3, sum(map(len, int64_list))), *int64_list]
-        key = name.encode()
-        entry = [_header(1, len(key)), key, _header(2, sum(map(len, feature))), *feature]
-        entries += [_header(1, sum(map(len, entry))), *entry]
-    return b"".join([_header(1, sum(map(len, entries))), *entries])
+        int64_list = _field(1, [packed]) if packed else []
+        # Map entry {key: name, value: Feature{int64_list}}.
+        entries += _field(1, _field(1, [name.encode()]) + _field(2, _field(3, int64_list)))
+    return b"".join(_field(1, entries))

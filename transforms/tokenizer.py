@@ -198,7 +198,6 @@ class Tokenizer:
             model_proto=proto.SerializeToString())
         self.vocab_size = len(proto.pieces)
         self.sha256 = hashlib.sha256(model_bytes).hexdigest()
-        self.byte_fallback = proto.trainer_spec.byte_fallback
 
     @property
     def encodes_words_independently(self) -> bool:

@@ -30,6 +30,11 @@ from transforms.storage import connect_anonymously_to_emulator
 
 METADATA_FILE = "metadata.json"
 EXAMPLE_FEATURES = ("input_ids", "segment_ids", "positions")
+
+
+def example_record(example: Example) -> bytes:
+    """The ``tf.train.Example`` bytes of one example, as the shards hold them."""
+    return serialize_int64_example({name: getattr(example, name) for name in EXAMPLE_FEATURES})
 ERRORS_DIR = "errors"
 
 
@@ -103,7 +108,7 @@ class _SerializeFn(beam.DoFn):
         self._num_shards = num_shards
 
     def process(self, example: Example):
-        record = serialize_int64_example({name: getattr(example, name) for name in EXAMPLE_FEATURES})
+        record = example_record(example)
         key = example_key(self._seed, example.bucket, example.index)
         yield key % self._num_shards, (key, record)
 
