@@ -17,7 +17,9 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["pipeline", "transforms"],
+    # Every subpackage: workers install this package, and a module left out
+    # fails only there (a test builds the wheel and looks).
+    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
     package_data={"pipeline": ["assets/*.model"]},
     install_requires=[
         "apache-beam[gcp]==2.77.0",
@@ -26,12 +28,14 @@ setuptools.setup(
         "numpy>=1.26,<3",
         "pyarrow>=14",
         "zstandard>=0.22",
+        # TFRecord checksums; google-cloud-storage depends on it too.
+        "google-crc32c>=1.5",
     ],
     # TensorFlow reads datasets back (fimflow inspect, trainers); the pipeline
     # itself writes Example bytes without it, so workers do not install it.
     extras_require={
         "tf": [TENSORFLOW],
-        "test": [TENSORFLOW, "pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3"],
+        "test": [TENSORFLOW, "pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["fimflow=pipeline.cli:main"]},
 )

@@ -29,17 +29,23 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
+
+import psutil
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import defaults
 from pipeline.cli import main as fimflow
-from pipeline.options import resolve_inputs
-from transforms.fim import FimConfig, fim_chunk
-from transforms.pack import Chunk, pack_bucket
-from transforms.read import Document, RecordReader
-from transforms.shuffle import shuffle_key
-from transforms.tokenize import TokenizedDocument, content_hash
-from transforms.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
-from transforms.write import example_record
+from pipeline.options import RunPlan, plan_run, resolve_inputs
+from transforms.core.fim import fim_chunk
+from transforms.core.records import example_record
+from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerHandle, read_model_bytes
+from transforms.fim import FimStep
+from transforms.pack import PackStep
+from transforms.read import ReadFileStep, RecordReader
+from transforms.schema import Document
+from transforms.shuffle import keyed_by_bucket, sorted_bucket
+from transforms.tokenize import MAX_ENCODE_CHARS, TokenizeBatchStep
 
 
 def corpus_files(patterns, limit_bytes):
@@ -71,9 +77,14 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def stage_cpu_seconds(corpus: str, tokenizer: Tokenizer, context_length: int) -> dict:
-    """CPU seconds of each stage's own code over the corpus, in one thread, no runner."""
+def stage_cpu_seconds(plan: RunPlan) -> dict:
+    """CPU seconds of each stage's own step over the planned run, in one thread of one process, no runner.
+
+    The steps are the very objects the pipeline's DoFns run, with the plan's
+    buckets, so the split cannot drift from the pipeline.
+    """
     times: dict = {}
+    stats: Counter = Counter()
 
     def timed(name, fn):
         start = _cpu_seconds()
@@ -81,42 +92,34 @@ def stage_cpu_seconds(corpus: str, tokenizer: Tokenizer, context_length: int) ->
         times[name] = round(_cpu_seconds() - start, 2)
         return result
 
-    docs = timed("read", lambda: [d for d in RecordReader().read(corpus) if isinstance(d, Document)])
-    tokenized = timed("tokenize", lambda: [
-        TokenizedDocument(content_hash(d.text), ids, 0)
-        for start in range(0, len(docs), 64)
-        for d, ids in zip(docs[start:start + 64],
-                          tokenizer.encode_documents_fast([d.text for d in docs[start:start + 64]], 2))])
-    chunks = timed("shuffle_and_pack", lambda: [c for c in pack_bucket(
-        0, sorted(tokenized, key=lambda d: shuffle_key(0, d.content_hash)), context_length,
-        tokenizer.special.eot) if isinstance(c, Chunk)])
-    config = FimConfig(context_length, rate=0.5)
-    examples = timed("fim", lambda: [fim_chunk(c, 0, config, tokenizer)[0] for c in chunks])
+    # A fresh handle loads a fresh tokenizer, whose word cache starts as cold as the pipeline's.
+    handle = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache)
+    read = ReadFileStep(RecordReader(plan.text_field, plan.id_field, plan.max_file_bytes))
+    read.setup()
+    docs = timed("read", lambda: [d for path in plan.files for d in read(path, stats) if isinstance(d, Document)])
+    tokenize = TokenizeBatchStep(handle, os.cpu_count() or 1, 1, MAX_ENCODE_CHARS)
+    tokenize.setup()
+    try:
+        tokenized = timed("tokenize", lambda: [t for start in range(0, len(docs), 64)
+                                               for t in tokenize(docs[start:start + 64], stats)])
+    finally:
+        tokenize.teardown()
+
+    def shuffle_and_pack():
+        buckets: dict = {}
+        for doc in tokenized:
+            bucket, keyed = keyed_by_bucket(doc, plan.seed, plan.num_buckets)
+            buckets.setdefault(bucket, []).append(keyed)
+        pack = PackStep(plan.fim.context_length, plan.tokenizer.special.eot)
+        return [c for b in sorted(buckets) for c in pack((b, sorted_bucket(buckets[b])), stats)]
+
+    chunks = timed("shuffle_and_pack", shuffle_and_pack)
+    fim = FimStep(fim_chunk, handle, plan.seed, plan.fim)
+    fim.setup()
+    examples = timed("fim", lambda: [e for c in chunks for e in fim(c, stats)])
     records = timed("serialize", lambda: [example_record(e) for e in examples])
     times["output_bytes"] = sum(map(len, records))
     return times
-
-
-def tree_rss_bytes(root: int) -> int:
-    """RSS of ``root`` and all its descendants now, from Linux's /proc."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    children: dict = {}
-    rss: dict = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:  # It exited meanwhile.
-                continue
-            children.setdefault(int(fields[1]), []).append(int(name))
-            rss[int(name)] = int(fields[21]) * page
-    total, pending = 0, [root]
-    while pending:
-        pid = pending.pop()
-        total += rss.get(pid, 0)
-        pending += children.get(pid, [])
-    return total
 
 
 class PeakMemory:
@@ -124,7 +127,6 @@ class PeakMemory:
 
     Sampled, because ``getrusage`` gives each process's own peak only, and a
     child's includes the parent's pages it shared before it ran ``exec``.
-    Where /proc is missing it falls back to that upper bound.
     """
 
     def __init__(self, interval: float = 0.25):
@@ -134,21 +136,23 @@ class PeakMemory:
         self.peak_bytes = 0
 
     def _sample(self):
+        me = psutil.Process()
         while not self._stop.wait(self._interval):
-            self.peak_bytes = max(self.peak_bytes, tree_rss_bytes(os.getpid()))
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.NoSuchProcess:  # It exited meanwhile.
+                    pass
+            self.peak_bytes = max(self.peak_bytes, total)
 
     def __enter__(self):
-        if os.path.isdir("/proc"):
-            self._thread.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join()
-        else:
-            self.peak_bytes = 1024 * (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                      + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        self._stop.set()
+        self._thread.join()
 
 
 def main(argv=None) -> dict:
@@ -175,9 +179,12 @@ def main(argv=None) -> dict:
     runner = ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"] \
         if args.mode == "multi_processing" else []
 
+    def run_args(path: str, output: str) -> list[str]:
+        return ["--input", path, "--output", f"{out}/{output}", "--tokenizer", args.tokenizer,
+                "--context_length", str(args.context_length), "--fim_rate", "0.5", *runner, *extra]
+
     def run_pipeline(path: str, output: str) -> int:
-        return fimflow(["run", "--input", path, "--output", f"{out}/{output}", "--tokenizer", args.tokenizer,
-                        "--context_length", str(args.context_length), "--fim_rate", "0.5", *runner, *extra])
+        return fimflow(["run", *run_args(path, output)])
 
     rounds = []
     try:
@@ -195,9 +202,7 @@ def main(argv=None) -> dict:
                 rounds.append((raw_seconds / pipeline_seconds, raw_seconds, pipeline_seconds, pipeline_cpu))
                 if code:
                     break
-            # A fresh tokenizer, so its word cache starts as cold as the pipeline's.
-            stages = stage_cpu_seconds(corpus, Tokenizer(tokenizer.model_bytes, tokenizer.names),
-                                       args.context_length)
+            stages = stage_cpu_seconds(plan_run(PipelineOptions(run_args(corpus, "stages"))))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     output_bytes = stages.pop("output_bytes")

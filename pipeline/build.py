@@ -1,7 +1,8 @@
-"""The fimflow pipeline: read -> tokenize -> shuffle -> pack -> FIM -> write.
+"""The fimflow pipeline as one composite PTransform: read -> tokenize -> shuffle -> pack -> FIM -> write.
 
-``build_pipeline`` adds every stage to a Beam pipeline from a checked
-``RunPlan``; runners and their options are the caller's business.
+``FimflowPipeline(plan)`` applies every stage to a pipeline from a checked
+``RunPlan``; runners and their options are the caller's business. The CLI,
+the tests (with ``TestPipeline``) and the benchmark all build it this way.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import apache_beam as beam
 
 from pipeline import __version__
 from pipeline.options import RunPlan
+from transforms.core.tokenizer import TokenizerHandle
 from transforms.fim import ApplyDocumentFim, ApplyFim
 from transforms.pack import PackChunks
 from transforms.read import ReadDocuments
+from transforms.schema import EXAMPLE_FEATURES
 from transforms.shuffle import ShuffleDocuments
 from transforms.stats import MergeStats
 from transforms.tokenize import TokenizeDocuments
-from transforms.tokenizer import TokenizerHandle
-from transforms.write import EXAMPLE_FEATURES, WriteExamples, WriteMetadata, WriteRejected, rejected_stats
+from transforms.write import WriteExamples, WriteMetadata, WriteRejected
 
 
 def static_metadata(plan: RunPlan) -> dict:
@@ -47,25 +49,36 @@ def static_metadata(plan: RunPlan) -> dict:
     }
 
 
-def build_pipeline(p: beam.Pipeline, plan: RunPlan) -> None:
-    tokenizer = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache)
-    read = p | "Read" >> ReadDocuments(plan.files, plan.text_field, plan.id_field, plan.max_file_bytes)
-    tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
-        tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
-    stats = []
-    if plan.fim.level == "document":
-        document_fim = tokenized | "DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)
-        tokenized = document_fim["documents"]
-        stats.append(document_fim["stats"])
-    buckets = tokenized | "Shuffle" >> ShuffleDocuments(plan.seed, plan.num_buckets)
-    packed = buckets | "Pack" >> PackChunks(plan.fim.context_length, plan.tokenizer.special.eot)
-    fim = packed["chunks"] | "Fim" >> ApplyFim(tokenizer, plan.seed, plan.fim)
-    shards = fim["examples"] | "WriteExamples" >> WriteExamples(plan.output, plan.num_shards, plan.seed)
-    error_shards = read["rejected"] | "WriteRejected" >> WriteRejected(plan.output)
-    rejected = read["rejected"] | "RejectedStats" >> beam.Map(rejected_stats)
-    stats = ((*stats, packed["stats"], fim["stats"], rejected)
-             | "AllStats" >> beam.Flatten()
-             | "MergeStats" >> MergeStats())
-    _ = stats | "WriteMetadata" >> WriteMetadata(
-        plan.output, static_metadata(plan), plan.max_error_fraction,
-        shards, error_shards)
+class FimflowPipeline(beam.PTransform):
+    """``PBegin`` -> ``PCollection[str]``: the path of ``metadata.json``, once the dataset is complete.
+
+    Writes the shards, the dead letters and ``metadata.json`` under
+    ``plan.output``; fails (writing no ``metadata.json``) when a record is
+    unaccounted for or the error budget is exceeded.
+    """
+
+    def __init__(self, plan: RunPlan):
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, pbegin):
+        plan = self._plan
+        tokenizer = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache)
+        read = pbegin | "Read" >> ReadDocuments(plan.files, plan.text_field, plan.id_field, plan.max_file_bytes)
+        tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
+            tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
+        stats = [read["stats"], tokenized["stats"]]
+        documents = tokenized["documents"]
+        if plan.fim.level == "document":
+            document_fim = documents | "DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)
+            documents = document_fim["documents"]
+            stats.append(document_fim["stats"])
+        buckets = documents | "Shuffle" >> ShuffleDocuments(plan.seed, plan.num_buckets)
+        packed = buckets | "Pack" >> PackChunks(plan.fim.context_length, plan.tokenizer.special.eot)
+        fim = packed["chunks"] | "Fim" >> ApplyFim(tokenizer, plan.seed, plan.fim)
+        stats += [packed["stats"], fim["stats"]]
+        shards = fim["examples"] | "WriteExamples" >> WriteExamples(plan.output, plan.num_shards, plan.seed)
+        error_shards = read["rejected"] | "WriteRejected" >> WriteRejected(plan.output)
+        merged = tuple(stats) | "MergeStats" >> MergeStats()
+        return merged | "WriteMetadata" >> WriteMetadata(
+            plan.output, static_metadata(plan), plan.max_error_fraction, shards, error_shards)

@@ -4,9 +4,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from typing import Optional
+
+# fimflow's own loggers; Beam's stay as the user configured them.
+PACKAGE_LOGGERS = ("pipeline", "transforms", "bench")
+logger = logging.getLogger(__name__)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is logged (tests capture it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One line per message on stderr for fimflow's loggers, at ``level`` and above."""
+    for name in PACKAGE_LOGGERS:
+        package = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in package.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            package.addHandler(handler)
+        package.setLevel(level)
+        package.propagate = False
 
 USAGE = """usage: fimflow {run,train-tokenizer,inspect} [options]
 
@@ -21,9 +50,10 @@ def _run(argv: list[str]) -> int:
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
-    from pipeline.build import build_pipeline
+    from pipeline.build import FimflowPipeline
     from pipeline.options import FimflowOptions, UsageError, plan_run
-    from transforms.write import METADATA_FILE, remove_dataset_files
+    from transforms.schema import METADATA_FILE
+    from transforms.write import remove_dataset_files
 
     if "-h" in argv or "--help" in argv:
         parser = argparse.ArgumentParser(prog="fimflow run", description=(
@@ -36,10 +66,11 @@ def _run(argv: list[str]) -> int:
     try:
         plan = plan_run(options)
     except UsageError as e:
-        print(f"fimflow run: error: {e}", file=sys.stderr)
+        logger.error("fimflow run: error: %s", e)
         return 2
-    print(f"fimflow: {len(plan.files)} input file(s) -> {plan.output} "
-          f"({plan.num_buckets} buckets, {plan.num_shards} shards)", file=sys.stderr)
+    configure_logging(options.view_as(FimflowOptions).log_level)
+    logger.info("fimflow: %d input file(s) -> %s (%d buckets, %d shards)",
+                len(plan.files), plan.output, plan.num_buckets, plan.num_shards)
     start = time.monotonic()
     setup = options.view_as(SetupOptions)
     if setup.save_main_session is None:
@@ -47,25 +78,26 @@ def _run(argv: list[str]) -> int:
         # (Beam's default on Dataflow) would only add a way to break.
         setup.save_main_session = False
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, plan)
+    _ = pipeline | "Fimflow" >> FimflowPipeline(plan)
     template = options.view_as(GoogleCloudOptions).template_location
     if template:
         pipeline.run()
-        print(f"fimflow: wrote the Dataflow job template {template}; nothing was submitted", file=sys.stderr)
+        logger.info("fimflow: wrote the Dataflow job template %s; nothing was submitted", template)
         return 0
     removed = remove_dataset_files(plan.output)
     if removed:
-        print(f"fimflow: removed {len(removed)} file(s) of an earlier run at {plan.output}", file=sys.stderr)
+        logger.info("fimflow: removed %d file(s) of an earlier run at %s", len(removed), plan.output)
     try:
         state = pipeline.run().wait_until_finish()
     except Exception as e:  # The runner wraps worker errors; the last line is the cause.
+        logger.debug("fimflow run: the pipeline failed", exc_info=True)
         message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        print(f"fimflow run: failed: {message}", file=sys.stderr)
+        logger.error("fimflow run: failed: %s", message)
         return 1
     elapsed = time.monotonic() - start
     metadata_path = FileSystems.join(plan.output, METADATA_FILE)
     if not FileSystems.exists(metadata_path):
-        print(f"fimflow run: pipeline ended in state {state}; no {METADATA_FILE} written", file=sys.stderr)
+        logger.error("fimflow run: pipeline ended in state %s; no %s written", state, METADATA_FILE)
         return 1
     with FileSystems.open(metadata_path) as f:
         metadata = json.load(f)
@@ -109,12 +141,13 @@ def _train_tokenizer(argv: list[str]) -> int:
 
     from pipeline.options import UsageError, resolve_inputs
     from pipeline.train_tokenizer import train_code_tokenizer
-    from transforms.read import Document, RecordReader
+    from transforms.read import RecordReader
+    from transforms.schema import Document
 
     try:
         files = resolve_inputs(args.input)
     except UsageError as e:
-        print(f"fimflow train-tokenizer: error: {e}", file=sys.stderr)
+        logger.error("fimflow train-tokenizer: error: %s", e)
         return 2
     reader = RecordReader(args.text_field)
 
@@ -149,6 +182,7 @@ COMMANDS = {"run": _run, "train-tokenizer": _train_tokenizer, "inspect": _inspec
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    configure_logging()
     if not argv or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

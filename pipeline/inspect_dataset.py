@@ -12,9 +12,9 @@ from typing import Optional, TextIO
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.fim import parse_segment
-from transforms.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
-from transforms.write import METADATA_FILE
+from transforms.core.segments import parse_segment
+from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
+from transforms.schema import METADATA_FILE
 
 _STYLES = {"middle": "\033[1;30;43m", "label": "\033[1;36m", "sentinel": "\033[35m", "reset": "\033[0m"}
 

@@ -19,11 +19,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipeline import defaults
-from transforms.fim import FIM_LEVELS, SPAN_UNITS, TRIM_POLICIES, FimConfig
+from transforms.beam_workarounds import connect_anonymously_to_emulator
+from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerError, read_model_bytes
 from transforms.read import COMPRESSION_SUFFIXES, PARQUET_SUFFIXES
-from transforms.storage import connect_anonymously_to_emulator
-from transforms.tokenizer import SpecialTokenNames, Tokenizer, TokenizerError, read_model_bytes
-from transforms.write import METADATA_FILE
+from transforms.schema import FIM_LEVELS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig
 
 # Three sentinels and <eot> must fit with room for text.
 MIN_CONTEXT_LENGTH = 8
@@ -31,6 +30,7 @@ MIN_CONTEXT_LENGTH = 8
 TARGET_BUCKET_INPUT_BYTES = 32 << 20
 TARGET_SHARD_INPUT_BYTES = 128 << 20
 COMPRESSED_SIZE_FACTOR = 4
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _parse_bool(value: str) -> bool:
@@ -110,6 +110,9 @@ class FimflowOptions(PipelineOptions):
         add("--fim_suffix_token", default=names.fim_suffix)
         add("--pad_token", default=names.pad)
         add("--eot_token", default=None, help="Piece ending each document (default: the model's EOS).")
+        add("--log_level", choices=LOG_LEVELS, default="INFO",
+            help="Least severe of fimflow's own log messages shown on stderr; DEBUG adds each shard "
+                 "written and the full cause of a failure.")
 
 
 @dataclasses.dataclass(frozen=True)

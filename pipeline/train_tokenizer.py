@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import sentencepiece as spm
 
-from transforms.tokenizer import SpecialTokenNames
+from transforms.core.tokenizer import SpecialTokenNames
 
 # The trainer caps sentence length; source files are fed as line-aligned
 # pieces below this size so that newlines and indentation are learned too.

@@ -13,7 +13,7 @@ import pytest
 import sentencepiece as spm
 
 from pipeline.train_tokenizer import train_code_tokenizer
-from transforms.tokenizer import SpecialTokenNames, Tokenizer
+from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
 
 # Text in several scripts so that byte fallback, multi-byte characters split
 # at chunk boundaries and emoji are exercised by every corpus built here.
@@ -152,7 +152,7 @@ def gcs():
     saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
     os.environ["STORAGE_EMULATOR_HOST"] = emulator.host
     os.environ["GOOGLE_CLOUD_PROJECT"] = "fimflow-test"
-    from transforms.storage import connect_anonymously_to_emulator
+    from transforms.beam_workarounds import connect_anonymously_to_emulator
 
     connect_anonymously_to_emulator()
     yield emulator

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from transforms.fim import parse_segment
-from transforms.tokenizer import Tokenizer
+from transforms.core.segments import parse_segment
+from transforms.core.tokenizer import Tokenizer
 
 
 def render(tokenizer: Tokenizer, ids) -> bytes:

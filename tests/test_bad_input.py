@@ -10,7 +10,7 @@ import zstandard
 
 from pipeline.cli import main
 from tests.conftest import stdlib_sources
-from transforms.tokenizer import Tokenizer
+from transforms.core.tokenizer import Tokenizer
 
 EXPECTED_REASONS = {"invalid_json": 1, "not_an_object": 1, "missing_text_field": 1, "text_not_string": 2,
                     "empty_document": 4, "invalid_utf8": 2, "binary_file": 1, "file_too_large": 1,
@@ -129,7 +129,7 @@ def test_a_huge_jsonl_document_is_read_without_extra_copies(tmp_path):
     import tracemalloc
 
     from transforms.read import RecordReader
-    from transforms.tokenize import content_hash
+    from transforms.core.hashing import content_hash
 
     size = 40_000_000
     path = tmp_path / "huge.jsonl"
@@ -151,7 +151,8 @@ def test_truncated_and_corrupt_files_end_in_a_dead_letter_not_a_crash(tmp_path):
     import bz2
     import gzip
 
-    from transforms.read import Document, RecordReader
+    from transforms.read import RecordReader
+    from transforms.schema import Document
 
     good = "".join(json.dumps({"content": f"x = {i}"}) + "\n" for i in range(2000)).encode()
     (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(good)[:4000])
@@ -173,3 +174,13 @@ def test_truncated_and_corrupt_files_end_in_a_dead_letter_not_a_crash(tmp_path):
         assert all(isinstance(r, Document) for r in RecordReader().read(str(tmp_path / name))), name
     (corrupt,) = RecordReader().read(str(tmp_path / "bad.parquet"))
     assert corrupt.reason == "unreadable_file" and "Parquet" in corrupt.detail
+
+
+def test_a_record_unaccounted_for_between_stages_fails_the_run():
+    import pytest
+
+    from transforms.write import DatasetIncompleteError, check_complete
+
+    check_complete({"records_read": 5, "documents": 4, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
+    with pytest.raises(DatasetIncompleteError, match="5 records read but 3 documents and 1 rejected"):
+        check_complete({"records_read": 5, "documents": 3, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")

@@ -10,7 +10,8 @@ from pathlib import Path
 from tests.gcs_emulator import upload
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ["Read", "Tokenize", "Shuffle", "Pack", "Fim", "WriteExamples", "WriteRejected", "WriteMetadata"]
+STAGES = ["Read", "Tokenize", "Shuffle", "Pack", "Fim", "WriteExamples", "WriteRejected", "MergeStats",
+          "WriteMetadata"]
 
 
 def build_template(gcs, tmp_path, code_model_path, *extra) -> dict:
@@ -47,8 +48,9 @@ def test_dataflow_job_stages_the_package_and_has_every_stage(gcs, tmp_path, code
     packages = json.dumps(job["environment"]["workerPools"][0].get("packages", []))
     assert "workflow.tar.gz" in packages
     names = staged_transform_names(gcs)
+    # One composite, its stages named under it.
     for stage in STAGES:
-        assert stage in names, stage
+        assert f"Fimflow/{stage}" in names, stage
     options = json.dumps(job["environment"]["sdkPipelineOptions"])
     assert '"context_length": 512' in options
     assert '"save_main_session": false' in options and "pickled_main_session" not in packages

@@ -10,7 +10,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.inspect_dataset import read_examples
 from tests.fim_checks import reassemble, segments
-from transforms.tokenizer import SpecialTokenNames, Tokenizer
+from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
 
 CONTEXT = 256
 
@@ -164,7 +164,7 @@ def test_a_tokenizer_without_sentinels_is_refused_with_how_to_fix(tmp_path, json
 
 def test_bundled_tokenizer_has_the_sentinels_as_control_symbols():
     from pipeline.defaults import bundled_tokenizer_path
-    from transforms.tokenizer import PieceType, read_model_bytes
+    from transforms.core.tokenizer import PieceType, read_model_bytes
     from sentencepiece import sentencepiece_model_pb2
 
     data = read_model_bytes(bundled_tokenizer_path())

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from transforms.example_proto import serialize_int64_example
+from transforms.core.records import serialize_int64_example
 
 # The largest value picks the encoder's path: one byte, the two-byte table, or general varints.
 values = st.sampled_from([0, 127, 128, 2**14 - 1, 2**14, 2**21, 2**63 - 1]).flatmap(

@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fim_checks import reassemble, render, segments, split_fragments
-from transforms.fim import FimConfig, fim_chunk, parse_segment
-from transforms.pack import Chunk
+from transforms.core.fim import fim_chunk
+from transforms.core.segments import parse_segment
+from transforms.schema import Chunk, FimConfig
 
 TOKENIZERS = ["code_tokenizer", "llama_tokenizer", "lossy_tokenizer"]
 
@@ -210,15 +211,16 @@ def test_min_fragment_tokens_leaves_short_fragments_plain(code_tokenizer):
 
 @pytest.mark.parametrize("tokenizer_name", ["code_tokenizer", "llama_tokenizer"])
 def test_document_level_fim_reassembles_the_document(request, tokenizer_name):
-    from transforms.fim import fim_document
-    from transforms.tokenize import TokenizedDocument, content_hash
+    from transforms.core.fim import fim_document
+    from transforms.core.hashing import content_hash
+    from transforms.schema import TokenizedDocument
 
     tokenizer = request.getfixturevalue(tokenizer_name)
     modes = Counter()
     for i in range(30):
         text = f"document {i}: 日本語 🎉 " + "x = y + z\n" * (i + 1)
         ids = np.array(tokenizer.encode_documents([text])[0], dtype=np.int32)
-        doc, stats = fim_document(TokenizedDocument(content_hash(text), ids, 0), 2,
+        doc, stats = fim_document(TokenizedDocument(content_hash(text), ids), 2,
                                   FimConfig(64, rate=0.8), tokenizer)
         mode, parts = reassemble(tokenizer, doc.ids.tolist())
         modes[mode] += 1
@@ -234,7 +236,7 @@ def test_document_level_fim_reassembles_the_document(request, tokenizer_name):
        span_unit=st.sampled_from(["char", "line"]))
 def test_reencoding_only_the_words_at_the_cuts_equals_a_full_reencode(request, tokenizer_name, model_name,
                                                                      docs, data, seed, span_unit):
-    from transforms.tokenizer import SpecialTokenNames, Tokenizer
+    from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
 
     fast = request.getfixturevalue(tokenizer_name)
     assert fast.encodes_words_independently
@@ -259,7 +261,7 @@ def test_models_that_merge_across_words_are_reencoded_whole(lossy_tokenizer):
                                                         ("llama_tokenizer", "llama_model_bytes")])
 def test_local_reencoding_equals_full_reencoding_on_real_code(request, tokenizer_name, model_name):
     from tests.conftest import multilingual_documents, stdlib_sources
-    from transforms.tokenizer import SpecialTokenNames, Tokenizer
+    from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
 
     fast = request.getfixturevalue(tokenizer_name)
     full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), reference=True)

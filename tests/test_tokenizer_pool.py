@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import stdlib_sources
 from tests.test_word_cache import _ids, texts
-from transforms.tokenizer_pool import TokenizerPool, split_by_size
+from transforms.core.tokenizer_pool import TokenizerPool, split_by_size
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,6 @@ def test_helpers_run_this_checkout_whatever_the_working_directory(code_tokenizer
 
 def test_helpers_start_without_beam():
     """What a helper imports: no Beam, so it starts in a fraction of a second."""
-    code = ("import sys, transforms.tokenizer_pool; "
+    code = ("import sys, transforms.core.tokenizer_pool; "
             "assert not [m for m in sys.modules if m.startswith(('apache_beam', 'tensorflow'))]")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,13 +13,16 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.fim import ApplyFim, FimConfig
-from transforms.pack import Chunk, PackChunks, pack_bucket
-from transforms.read import Document, ReadDocuments
-from transforms.shuffle import ShuffleDocuments, shuffle_key
+from transforms.core.hashing import content_hash, shuffle_key
+from transforms.core.packing import pack_bucket
+from transforms.core.tokenizer import SpecialTokenNames, TokenizerHandle
+from transforms.fim import ApplyFim
+from transforms.pack import PackChunks
+from transforms.read import ReadDocuments
+from transforms.schema import Chunk, Document, FimConfig, TokenizedDocument
+from transforms.shuffle import ShuffleDocuments
 from transforms.stats import MergeStats
-from transforms.tokenize import TokenizeDocuments, TokenizedDocument, content_hash
-from transforms.tokenizer import SpecialTokenNames, TokenizerHandle
+from transforms.tokenize import TokenizeDocuments
 
 
 def test_read_documents_from_jsonl_gz_parquet_and_source_files(tmp_path):
@@ -55,17 +58,19 @@ def test_read_documents_from_jsonl_gz_parquet_and_source_files(tmp_path):
 
 def test_tokenize_documents_matches_the_document_encoder(code_model_path, code_tokenizer):
     texts = ["def f():\n    return 1\n", "日本語 <fim_middle>", "x"]
-    expected = [(content_hash(t), tuple(code_tokenizer.encode_documents([t])[0]), code_tokenizer.count_special_text(t))
-                for t in texts]
+    expected = [(content_hash(t), tuple(code_tokenizer.encode_documents([t])[0])) for t in texts]
     with TestPipeline() as p:
         out = (p | beam.Create([Document("s", i, t) for i, t in enumerate(texts)])
-               | TokenizeDocuments(TokenizerHandle(code_model_path, SpecialTokenNames()))
-               | beam.Map(lambda d: (d.content_hash, tuple(d.ids.tolist()), d.special_text)))
-        assert_that(out, equal_to(expected))
+               | TokenizeDocuments(TokenizerHandle(code_model_path, SpecialTokenNames())))
+        ids = out["documents"] | beam.Map(lambda d: (d.content_hash, tuple(d.ids.tolist())))
+        assert_that(ids, equal_to(expected), label="ids")
+        assert_that((out["stats"],) | MergeStats(), equal_to([{
+            "documents": 3, "document_tokens": sum(len(e[1]) for e in expected),
+            "special_token_text_in_documents": 1}]), label="stats")
 
 
 def _tokenized(n: int) -> list[TokenizedDocument]:
-    return [TokenizedDocument(content_hash(str(i)), np.arange(i % 7 + 1, dtype=np.int32) + 10, 0)
+    return [TokenizedDocument(content_hash(str(i)), np.arange(i % 7 + 1, dtype=np.int32) + 10)
             for i in range(n)]
 
 
@@ -95,18 +100,16 @@ def test_shuffle_order_is_a_permutation_that_depends_on_the_seed():
 def test_pack_chunks_cuts_exact_lengths_and_keeps_the_partial_tail():
     docs = _tokenized(50)
     stream = np.concatenate([np.append(d.ids, 2) for d in docs])
-    chunks = [c for c in pack_bucket(4, docs, 16, eot=2) if isinstance(c, Chunk)]
+    chunks = list(pack_bucket(4, docs, 16, eot=2))
     assert [len(c.ids) for c in chunks[:-1]] == [16] * (len(stream) // 16)
     assert np.array_equal(np.concatenate([c.ids for c in chunks]), stream)
     assert [c.index for c in chunks] == list(range(len(chunks))) and {c.bucket for c in chunks} == {4}
     with TestPipeline() as p:
         out = p | beam.Create([(4, docs)]) | PackChunks(16, eot=2)
-        stats = out["stats"] | MergeStats()
+        stats = (out["stats"],) | MergeStats()
         assert_that(out["chunks"] | beam.Map(lambda c: len(c.ids)),
                     equal_to([len(c.ids) for c in chunks]), label="lengths")
-        assert_that(stats, equal_to([{"chunks": len(chunks), "documents": 50,
-                                      "document_tokens": int(sum(len(d.ids) for d in docs)),
-                                      "special_token_text_in_documents": 0}]), label="stats")
+        assert_that(stats, equal_to([{"chunks": len(chunks)}]), label="stats")
 
 
 def test_apply_fim_gives_one_full_length_example_per_chunk(code_model_path, code_tokenizer):
@@ -117,5 +120,35 @@ def test_apply_fim_gives_one_full_length_example_per_chunk(code_model_path, code
                | ApplyFim(TokenizerHandle(code_model_path, SpecialTokenNames()), 3, FimConfig(32, rate=1.0)))
         assert_that(out["examples"] | beam.Map(lambda e: (e.index, len(e.input_ids), len(e.segment_ids))),
                     equal_to([(i, 32, 32) for i in range(10)]), label="examples")
-        fim = out["stats"] | MergeStats() | beam.Map(lambda s: s["examples"] == 10 and s["fim_fragments"] > 0)
+        fim = (out["stats"],) | MergeStats() | beam.Map(lambda s: s["examples"] == 10 and s["fim_fragments"] > 0)
         assert_that(fim, equal_to([True]), label="stats")
+
+
+def test_the_whole_pipeline_is_one_composite_and_its_counts_are_beam_counters(tmp_path, jsonl_corpus,
+                                                                             code_model_path):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.build import FimflowPipeline
+    from pipeline.options import plan_run
+
+    corpus, docs = jsonl_corpus
+    (corpus.parent / "bad").mkdir(exist_ok=True)
+    (corpus.parent / "bad" / "x.jsonl").write_text('{"content": 1}\n')
+    out = tmp_path / "out"
+    plan = plan_run(PipelineOptions(["--input", str(corpus / "*.jsonl"), "--input", str(corpus.parent / "bad"),
+                                     "--output", str(out), "--tokenizer", code_model_path,
+                                     "--context_length", "256", "--max_error_fraction", "0.5"]))
+    p = TestPipeline()
+    assert_that(p | FimflowPipeline(plan), equal_to([str(out / "metadata.json")]))
+    result = p.run()
+    result.wait_until_finish()
+    metadata = json.loads((out / "metadata.json").read_text())
+    counters: dict = {}
+    for counter in result.metrics().query()["counters"]:
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + counter.committed
+    # Each count is made once and published twice: in metadata.json and as a Beam counter.
+    assert metadata["counts"]["documents"] == counters["documents"] == len(docs)
+    for name in ("document_tokens", "chunks", "examples", "fim_fragments", "padding_tokens"):
+        assert metadata["counts"][name] == counters[name] > 0, name
+    assert metadata["errors"]["records_read"] == counters["records_read"] == len(docs) + 1
+    assert metadata["errors"]["by_reason"] == {"text_not_string": 1} == {"text_not_string": counters["rejected/text_not_string"]}

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
 from tests.conftest import MULTILINGUAL, _train, multilingual_documents, stdlib_sources
-from transforms.tokenizer import SpecialTokenNames, Tokenizer
-from transforms.word_cache import ATOM, WORD, WordCache
+from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
+from transforms.core.word_cache import ATOM, WORD, WordCache
 
 # Every kind of cut the splits make, and characters around them: spaces before
 # and after words, "_" next to letters and punctuation, digits, letters of

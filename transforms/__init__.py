@@ -1,5 +1,10 @@
-"""Beam PTransforms of the fimflow pipeline, one stage per module.
+"""fimflow's stages and the Beam-free core they wrap.
 
-read -> tokenize -> shuffle -> pack -> fim -> write, composed in
-``pipeline.build``.
+``schema``: what flows between stages. Stages, one per module, each a typed
+``beam.PTransform`` that imports only ``schema``, ``stats`` and ``core``:
+``read`` -> ``tokenize`` -> ``shuffle`` -> ``pack`` -> ``fim`` -> ``write``,
+composed in ``pipeline.build.FimflowPipeline``. ``stats``: the one way stages
+run a step and count (metadata.json and Beam counters). ``core``: the
+tokenizer library and the algorithms, without Beam. ``beam_workarounds``:
+the only module that touches Beam internals.
 """

@@ -13,47 +13,22 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.storage import connect_anonymously_to_emulator
+from transforms.beam_workarounds import check_decompressed_to_the_end, connect_anonymously_to_emulator
+from transforms.schema import REJECTED_REASON_PREFIX, SKIP_REASONS, Document, Rejected, Stats
+from transforms.stats import StepWithStats
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".deflate")
-REJECTED_TAG = "rejected"
-# Rejected for a reason that says nothing about the corpus being broken (an
-# empty __init__.py): written to the dead letters, not counted as errors.
-SKIP_REASONS = ("empty_document",)
 RAW_START_CHARS = 200
 BINARY_SNIFF_BYTES = 8192
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class Document(NamedTuple):
-    """Text of one document and where it came from (``index``: line, row or 0)."""
-
-    source: str
-    index: int
-    text: str
-    id: Optional[str] = None
-
-
-class Rejected(NamedTuple):
-    """A record that did not become a document."""
-
-    source: str
-    index: int
-    reason: str
-    detail: str
-    raw_start: str
-    id: Optional[str] = None
-
-    def as_json(self) -> str:
-        return json.dumps(self._asdict(), ensure_ascii=False, sort_keys=True)
 
 
 def file_format(path: str) -> str:
@@ -67,18 +42,6 @@ def file_format(path: str) -> str:
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
     return "text"
-
-
-def _check_complete(f) -> None:
-    """Raises if ``f``, read to its end, stopped inside a compressed stream.
-
-    Beam's decompressing reader ends a truncated .gz, .bz2 or .zst quietly, as
-    if the file ended there; its decompressor (a private attribute: the test of
-    truncated files fails if it goes away) knows whether the end marker came.
-    """
-    decompressor = getattr(f, "_decompressor", None)
-    if decompressor is not None and not decompressor.eof:
-        raise EOFError("the compressed stream ends before its end marker: the file is truncated")
 
 
 def _raw_start(raw) -> str:
@@ -161,7 +124,7 @@ class RecordReader:
                 del line
                 record = None
                 yield result
-            _check_complete(f)
+            check_decompressed_to_the_end(f)
 
     def _read_parquet(self, path: str) -> Iterator[Document | Rejected]:
         import pyarrow.parquet as pq  # Only Parquet inputs pay for the import.
@@ -190,7 +153,7 @@ class RecordReader:
             return
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
             data = f.read()
-            _check_complete(f)
+            check_decompressed_to_the_end(f)
         if b"\0" in data[:BINARY_SNIFF_BYTES]:
             yield Rejected(path, 0, "binary_file", "NUL byte in the first 8 KiB", _raw_start(data))
             return
@@ -204,39 +167,43 @@ class RecordReader:
         yield self._document(path, 0, text, None, raw_start)
 
 
-class _ReadFileFn(beam.DoFn):
+class ReadFileStep:
+    """A file path -> its ``Document``s and ``Rejected`` records, counted as read."""
+
     def __init__(self, reader: RecordReader):
         self._reader = reader
-        self._read = beam.metrics.Metrics.counter("read", "records")
-        self._rejected = beam.metrics.Metrics.counter("read", "rejected")
 
     def setup(self):
         connect_anonymously_to_emulator()
 
-    def process(self, path: str):
+    def __call__(self, path: str, stats: Stats):
         for item in self._reader.read(path):
-            self._read.inc()
+            stats["records_read"] += 1
             if isinstance(item, Rejected):
-                self._rejected.inc()
-                yield beam.pvalue.TaggedOutput(REJECTED_TAG, item)
-            else:
-                yield item
+                stats["records_rejected"] += 1
+                stats["records_in_error"] += item.reason not in SKIP_REASONS
+                stats[REJECTED_REASON_PREFIX + item.reason] += 1
+            yield item
 
 
 class ReadDocuments(beam.PTransform):
-    """``PBegin`` -> ``{'documents': PCollection[Document], 'rejected': PCollection[Rejected]}``."""
+    """``PBegin`` -> ``{'documents': PCollection[Document], 'rejected': PCollection[Rejected],
+    'stats': PCollection[Stats]}``."""
 
     def __init__(self, files: list[str], text_field: str = "content",
                  id_field: Optional[str] = None, max_file_bytes: int = 10 << 20):
         super().__init__()
         self._files = sorted(files)
-        self._fn = _ReadFileFn(RecordReader(text_field, id_field, max_file_bytes))
+        self._reader = RecordReader(text_field, id_field, max_file_bytes)
 
     def expand(self, pbegin):
         results = (pbegin
-                   | "Files" >> beam.Create(self._files)
-                   | "ReadFiles" >> beam.ParDo(self._fn).with_outputs(REJECTED_TAG, main="documents"))
+                   | "Files" >> beam.Create(self._files).with_output_types(str)
+                   | "ReadFiles" >> StepWithStats("read", ReadFileStep(self._reader), "documents",
+                                                  input_type=str, output_type=Document,
+                                                  tagged={Rejected: "rejected"}))
         return {
-            "documents": results.documents | "BreakFusion" >> beam.Reshuffle(),
-            "rejected": results[REJECTED_TAG],
+            "documents": results["documents"] | "BreakFusion" >> beam.Reshuffle(),
+            "rejected": results["rejected"],
+            "stats": results["stats"],
         }

@@ -7,67 +7,44 @@ serialized ``tf.train.Example``; returns ``ShardInfo`` per file.
 after every shard exists, so its presence means the dataset is complete.
 
 Which shard an element goes to and its place in that shard depend only on a
-hash of its identity, so the files are byte-identical on every runner and
-worker count. Every shard is written, empty or not, so readers can rely on
-``-of-NNNNN``.
+hash of its identity (``transforms.core.hashing.shard_key``), so the files are
+byte-identical on every runner and worker count. Every shard is written,
+empty or not, so readers can rely on ``-of-NNNNN``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from typing import Any, Callable, NamedTuple
+import logging
+from typing import Callable
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from transforms.example_proto import serialize_int64_example
-from transforms.fim import FRAGMENT_HISTOGRAM_PREFIX, Example
-from transforms.read import SKIP_REASONS, Rejected
-from transforms.storage import connect_anonymously_to_emulator
+from transforms.beam_workarounds import connect_anonymously_to_emulator
+from transforms.core.hashing import shard_key
+from transforms.core.records import example_record, tfrecord_frame
+from transforms.schema import (ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, METADATA_FILE, REJECTED_PREFIX,
+                               REJECTED_REASON_PREFIX, SKIP_REASONS, TRAIN_PREFIX, Rejected, ShardInfo)
 
-METADATA_FILE = "metadata.json"
-EXAMPLE_FEATURES = ("input_ids", "segment_ids", "positions")
-
-
-def example_record(example: Example) -> bytes:
-    """The ``tf.train.Example`` bytes of one example, as the shards hold them."""
-    return serialize_int64_example({name: getattr(example, name) for name in EXAMPLE_FEATURES})
-ERRORS_DIR = "errors"
-
-
-class ShardInfo(NamedTuple):
-    path: str
-    records: int
-    bytes: int
+logger = logging.getLogger(__name__)
 
 
 def shard_path(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
     return f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}"
 
 
-def example_key(seed: int, bucket: int, index: int) -> int:
-    digest = hashlib.blake2b(f"shard:{seed}:{bucket}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
-def _write_tfrecord(f, record: bytes):
-    _TFRecordUtil.write_record(f, record)
-
-
-def _write_line(f, record: bytes):
-    f.write(record + b"\n")
+def _json_line(record: bytes) -> bytes:
+    return record + b"\n"
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, prefix: str, num_shards: int, suffix: str,
-                 write_record: Callable[[Any, bytes], None]):
+    def __init__(self, prefix: str, num_shards: int, suffix: str, frame: Callable[[bytes], bytes]):
         self._prefix = prefix
         self._num_shards = num_shards
         self._suffix = suffix
-        self._write_record = write_record
+        self._frame = frame
 
     def setup(self):
         connect_anonymously_to_emulator()
@@ -79,19 +56,22 @@ class _WriteShardFn(beam.DoFn):
         size = 0
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             for _, record in records:
-                self._write_record(f, record)
+                f.write(self._frame(record))
                 size += len(record)
+        logger.debug("wrote %s: %d records", path, len(records))
         yield ShardInfo(path, len(records), size)
 
 
 class WriteSortedShards(beam.PTransform):
-    """``PCollection[(shard, (sort_key, bytes))]`` -> ``PCollection[ShardInfo]``, one per shard."""
+    """``PCollection[(shard, (sort_key, bytes))]`` -> ``PCollection[ShardInfo]``, one per shard.
 
-    def __init__(self, prefix: str, num_shards: int, suffix: str,
-                 write_record: Callable[[Any, bytes], None]):
+    ``frame`` turns one record into the bytes the file holds for it.
+    """
+
+    def __init__(self, prefix: str, num_shards: int, suffix: str, frame: Callable[[bytes], bytes]):
         super().__init__()
         self._num_shards = num_shards
-        self._fn = _WriteShardFn(prefix, num_shards, suffix, write_record)
+        self._fn = _WriteShardFn(prefix, num_shards, suffix, frame)
 
     def expand(self, keyed_records):
         every_shard = (keyed_records.pipeline
@@ -99,18 +79,7 @@ class WriteSortedShards(beam.PTransform):
         return ((keyed_records, every_shard)
                 | "WithEveryShard" >> beam.Flatten()
                 | "GroupShards" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(self._fn))
-
-
-class _SerializeFn(beam.DoFn):
-    def __init__(self, seed: int, num_shards: int):
-        self._seed = seed
-        self._num_shards = num_shards
-
-    def process(self, example: Example):
-        record = example_record(example)
-        key = example_key(self._seed, example.bucket, example.index)
-        yield key % self._num_shards, (key, record)
+                | "WriteShard" >> beam.ParDo(self._fn).with_output_types(ShardInfo))
 
 
 class WriteExamples(beam.PTransform):
@@ -123,10 +92,17 @@ class WriteExamples(beam.PTransform):
         self._seed = seed
 
     def expand(self, examples):
+        seed, num_shards = self._seed, self._num_shards
+
+        # Not annotated: Beam would code the 64-bit unsigned key as a signed varint.
+        def keyed_record(example):
+            key = shard_key(seed, example.bucket, example.index)
+            return key % num_shards, (key, example_record(example))
+
         return (examples
-                | "Serialize" >> beam.ParDo(_SerializeFn(self._seed, self._num_shards))
-                | "Write" >> WriteSortedShards(FileSystems.join(self._output_dir, "train"),
-                                               self._num_shards, ".tfrecord", _write_tfrecord))
+                | "Serialize" >> beam.Map(keyed_record)
+                | "Write" >> WriteSortedShards(FileSystems.join(self._output_dir, TRAIN_PREFIX),
+                                               num_shards, ".tfrecord", tfrecord_frame))
 
 
 class WriteRejected(beam.PTransform):
@@ -134,17 +110,13 @@ class WriteRejected(beam.PTransform):
 
     def __init__(self, output_dir: str):
         super().__init__()
-        self._prefix = FileSystems.join(output_dir, ERRORS_DIR, "rejected")
+        self._prefix = FileSystems.join(output_dir, ERRORS_DIR, REJECTED_PREFIX)
 
     def expand(self, rejected):
         return (rejected
                 | "Key" >> beam.Map(lambda r: (0, ((r.source, r.index, r.reason), r.as_json().encode())))
-                | "Write" >> WriteSortedShards(self._prefix, 1, ".jsonl", _write_line))
-
-
-def rejected_stats(rejected: Rejected) -> dict:
-    errors = 0 if rejected.reason in SKIP_REASONS else 1
-    return {"records_rejected": 1, "records_in_error": errors, f"rejected/{rejected.reason}": 1}
+                .with_input_types(Rejected)
+                | "Write" >> WriteSortedShards(self._prefix, 1, ".jsonl", _json_line))
 
 
 def remove_dataset_files(output_dir: str) -> list[str]:
@@ -160,8 +132,8 @@ def remove_dataset_files(output_dir: str) -> list[str]:
     removed = [metadata] if FileSystems.exists(metadata) else []
     if removed:
         FileSystems.delete(removed)
-    patterns = [FileSystems.join(output_dir, "train-*-of-*.tfrecord"),
-                FileSystems.join(output_dir, ERRORS_DIR, "rejected-*-of-*.jsonl")]
+    patterns = [FileSystems.join(output_dir, f"{TRAIN_PREFIX}-*-of-*.tfrecord"),
+                FileSystems.join(output_dir, ERRORS_DIR, f"{REJECTED_PREFIX}-*-of-*.jsonl")]
     stale = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
     if stale:
         FileSystems.delete(stale)
@@ -192,6 +164,48 @@ def summarize(stats: dict) -> dict:
     }
 
 
+def check_complete(stats: dict, max_error_fraction: float, errors_dir: str) -> None:
+    """Raises ``DatasetIncompleteError`` unless every record read is accounted for and errors are in budget."""
+    records = stats.get("records_read", 0)
+    documents = stats.get("documents", 0)
+    rejected = stats.get("records_rejected", 0)
+    in_error = stats.get("records_in_error", 0)
+    if records == 0:
+        raise DatasetIncompleteError("no documents were read; metadata.json not written")
+    if records != documents + rejected:
+        raise DatasetIncompleteError(
+            f"{records} records read but {documents} documents and {rejected} rejected records came out; "
+            "records were lost between stages. metadata.json not written.")
+    if in_error / records > max_error_fraction:
+        reasons = {k[len(REJECTED_REASON_PREFIX):]: v for k, v in stats.items()
+                   if k.startswith(REJECTED_REASON_PREFIX)}
+        errors = sorted((-n, r) for r, n in reasons.items() if r not in SKIP_REASONS)
+        top = ", ".join(f"{r}: {-n}" for n, r in errors[:5])
+        raise DatasetIncompleteError(
+            f"{in_error} of {records} records in error ({in_error / records:.2%}), above "
+            f"--max_error_fraction={max_error_fraction}; top reasons: {top}. "
+            f"See {errors_dir}; metadata.json not written.")
+
+
+def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, error_shards: list) -> dict:
+    """``metadata.json``'s content: what was known before the run, and what the run counted and wrote."""
+    relative = lambda path: path[len(output_dir):].lstrip("/")  # noqa: E731
+    reasons = {k[len(REJECTED_REASON_PREFIX):]: v for k, v in stats.items() if k.startswith(REJECTED_REASON_PREFIX)}
+    metadata = dict(static)
+    metadata.update({
+        "files": [{"path": relative(s.path), "examples": s.records} for s in sorted(shards, key=lambda s: s.path)],
+        "errors": {"records_read": stats.get("records_read", 0),
+                   "records_rejected": stats.get("records_rejected", 0),
+                   "records_in_error": stats.get("records_in_error", 0), "by_reason": reasons,
+                   "files": [relative(s.path) for s in error_shards]},
+        "counts": {k: v for k, v in stats.items()
+                   if not k.startswith((REJECTED_REASON_PREFIX, FRAGMENT_HISTOGRAM_PREFIX))
+                   and k not in ("records_read", "records_rejected", "records_in_error")},
+        "measured": summarize(stats),
+    })
+    return metadata
+
+
 class _WriteMetadataFn(beam.DoFn):
     def __init__(self, output_dir: str, static: dict, max_error_fraction: float):
         self._output_dir = output_dir
@@ -202,34 +216,12 @@ class _WriteMetadataFn(beam.DoFn):
         connect_anonymously_to_emulator()
 
     def process(self, _, stats: dict, shards: list, error_shards: list):
-        rejected = stats.get("records_rejected", 0)
-        in_error = stats.get("records_in_error", 0)
-        records = stats.get("documents", 0) + rejected
-        reasons = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("rejected/")}
-        if records == 0:
-            raise DatasetIncompleteError("no documents were read; metadata.json not written")
-        if in_error / records > self._max_error_fraction:
-            errors = sorted((-n, r) for r, n in reasons.items() if r not in SKIP_REASONS)
-            top = ", ".join(f"{r}: {-n}" for n, r in errors[:5])
-            raise DatasetIncompleteError(
-                f"{in_error} of {records} records in error ({in_error / records:.2%}), above "
-                f"--max_error_fraction={self._max_error_fraction}; top reasons: {top}. "
-                f"See {FileSystems.join(self._output_dir, ERRORS_DIR)}; metadata.json not written.")
-        relative = lambda path: path[len(self._output_dir):].lstrip("/")  # noqa: E731
-        metadata = dict(self._static)
-        metadata.update({
-            "files": [{"path": relative(s.path), "examples": s.records}
-                      for s in sorted(shards, key=lambda s: s.path)],
-            "errors": {"records_read": records, "records_rejected": rejected,
-                       "records_in_error": in_error, "by_reason": reasons,
-                       "files": [relative(s.path) for s in error_shards]},
-            "counts": {k: v for k, v in stats.items()
-                       if not k.startswith(("rejected/", FRAGMENT_HISTOGRAM_PREFIX))},
-            "measured": summarize(stats),
-        })
+        check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR))
+        metadata = dataset_metadata(self._static, stats, self._output_dir, shards, error_shards)
         path = FileSystems.join(self._output_dir, METADATA_FILE)
         with FileSystems.create(path, mime_type="application/json") as f:
             f.write(json.dumps(metadata, indent=2, sort_keys=True).encode() + b"\n")
+        logger.info("wrote %s", path)
         yield path
 
 
@@ -238,12 +230,11 @@ class WriteMetadata(beam.PTransform):
 
     In: the merged statistics (one dict) as the input; ``ShardInfo``s of the
     dataset and of the dead letters as side inputs. Out: the metadata path.
-    Fails the pipeline instead, writing nothing, when too many records were
-    rejected.
+    Fails the pipeline instead, writing nothing, when a record is unaccounted
+    for or too many records were rejected.
     """
 
-    def __init__(self, output_dir: str, static: dict, max_error_fraction: float,
-                 shards, error_shards):
+    def __init__(self, output_dir: str, static: dict, max_error_fraction: float, shards, error_shards):
         super().__init__()
         self._fn = _WriteMetadataFn(output_dir, static, max_error_fraction)
         self._shards = shards
@@ -254,4 +245,5 @@ class WriteMetadata(beam.PTransform):
                 | "Trigger" >> beam.Create([None])
                 | "Write" >> beam.ParDo(self._fn, stats=beam.pvalue.AsSingleton(stats),
                                         shards=beam.pvalue.AsList(self._shards),
-                                        error_shards=beam.pvalue.AsList(self._error_shards)))
+                                        error_shards=beam.pvalue.AsList(self._error_shards))
+                .with_output_types(str))

@@ -12,7 +12,7 @@ pickles over its stdin and stdout. Not ``multiprocessing``: its ``fork`` can dea
 a process running Beam's threads, and its ``spawn`` re-imports the caller's
 main script in the child, which for a script without a ``__main__`` guard
 means running the pipeline again. A helper imports this module and
-``transforms.tokenizer``, which do not import Beam, so it starts in a
+``transforms.core.tokenizer``, which do not import Beam, so it starts in a
 fraction of a second; it exits when its stdin closes, also when the calling
 process dies. Runners with a worker process per core (Dataflow, the
 multi-processing DirectRunner) need no pool: ``processes=1`` encodes in the
@@ -34,7 +34,7 @@ from typing import Optional
 
 import numpy as np
 
-from transforms.tokenizer import Tokenizer
+from transforms.core.tokenizer import Tokenizer
 
 
 def split_by_size(texts: list[str], parts: int) -> list[list[str]]:

@@ -31,8 +31,8 @@ import numpy as np
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-from transforms.storage import connect_anonymously_to_emulator
-from transforms.word_cache import ATOM, WORD, WordCache
+from transforms.core.word_cache import ATOM, WORD, WordCache
+from transforms.schema import TOKEN_DTYPE
 
 PieceType = model_pb2.ModelProto.SentencePiece.Type
 # Plain ints: looking enum values up on the protobuf wrapper, once per piece,
@@ -42,8 +42,6 @@ _TEXT_TYPES = (PieceType.Value("NORMAL"), PieceType.Value("USER_DEFINED"))
 _MERGEABLE_TYPES = _TEXT_TYPES + (PieceType.Value("UNUSED"),)
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _WHITESPACE_MARK = "\u2581"
-# Token ids as fimflow stores them between stages.
-TOKEN_DTYPE = np.int32
 
 
 class TokenizerError(ValueError):
@@ -77,9 +75,11 @@ class SpecialTokens:
 
 def read_model_bytes(path: str) -> bytes:
     """Reads a model file from any Beam filesystem (local path, gs://, ...)."""
-    # Imported here: processes that only encode (``transforms.tokenizer_pool``)
+    # Imported here: processes that only encode (``transforms.core.tokenizer_pool``)
     # start without Beam.
     from apache_beam.io.filesystems import FileSystems
+
+    from transforms.beam_workarounds import connect_anonymously_to_emulator
 
     connect_anonymously_to_emulator()
     with FileSystems.open(path) as f:

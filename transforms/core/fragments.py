@@ -13,12 +13,12 @@ each span.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
-from transforms.tokenizer import Tokenizer
+from transforms.core.tokenizer import Tokenizer
+
 
 class TextRun:
     """The decoded text of a run of original ids, and the ids themselves.
@@ -90,7 +90,16 @@ def _edge_tokens(byte_lengths: np.ndarray, nbytes: int, from_end: bool) -> Optio
     return k if covered == nbytes else None
 
 
-def _text_run_parts(ids: np.ndarray, byte_lengths: np.ndarray, tokenizer: Tokenizer, stats: Counter) -> list:
+class FragmentParts(NamedTuple):
+    """A fragment as parts, and what splitting it found: character bytes cut off at its
+    edges (kept as byte ids), and runs kept whole because they were not valid UTF-8."""
+
+    parts: list
+    partial_character_edges: int = 0
+    kept_whole_invalid_utf8: int = 0
+
+
+def _text_run_parts(ids: np.ndarray, byte_lengths: np.ndarray, tokenizer: Tokenizer) -> FragmentParts:
     """Parts of a run of ids that all stand for bytes."""
     data = tokenizer.surface(ids)
     lead = 0
@@ -106,36 +115,37 @@ def _text_run_parts(ids: np.ndarray, byte_lengths: np.ndarray, tokenizer: Tokeni
     except ValueError:
         # Not valid UTF-8 inside (ids that did not come from encoding text):
         # keep the run whole rather than guess.
-        stats["fragments_kept_whole_invalid_utf8"] += 1
-        return [ids]
+        return FragmentParts([ids], kept_whole_invalid_utf8=1)
     end = len(ids) - k_tail
     parts: list = []
     if k_lead:
         parts.append(ids[:k_lead])
-        stats["partial_character_edges"] += 1
     if text:
         parts.append(TextSpan(TextRun(text, ids[k_lead:end], byte_lengths[k_lead:end]), 0, len(text)))
     if k_tail:
         parts.append(ids[end:])
-        stats["partial_character_edges"] += 1
-    return parts
+    return FragmentParts(parts, partial_character_edges=bool(k_lead) + bool(k_tail))
 
 
-def fragment_parts(ids: np.ndarray, tokenizer: Tokenizer, stats: Counter) -> list:
+def fragment_parts(ids: np.ndarray, tokenizer: Tokenizer) -> FragmentParts:
     """Splits a fragment into text FIM may cut and id runs it must keep whole."""
     byte_lengths = tokenizer.piece_lengths[ids]
     no_text = np.flatnonzero(byte_lengths < 0).tolist()
     if not no_text:
-        return _text_run_parts(ids, byte_lengths, tokenizer, stats)
+        return _text_run_parts(ids, byte_lengths, tokenizer)
     parts: list = []
+    edges = invalid = 0
     start = 0
     for k in no_text + [len(ids)]:
         if k > start:
-            parts.extend(_text_run_parts(ids[start:k], byte_lengths[start:k], tokenizer, stats))
+            run = _text_run_parts(ids[start:k], byte_lengths[start:k], tokenizer)
+            parts.extend(run.parts)
+            edges += run.partial_character_edges
+            invalid += run.kept_whole_invalid_utf8
         if k < len(ids):
             parts.append(ids[k:k + 1])
         start = k + 1
-    return _merge_id_runs(parts)
+    return FragmentParts(_merge_id_runs(parts), edges, invalid)
 
 
 def _merge_id_runs(parts: list) -> list:

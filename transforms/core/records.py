@@ -1,4 +1,4 @@
-"""``tf.train.Example`` wire bytes for int64 features, without TensorFlow.
+"""The bytes of a shard: ``tf.train.Example`` records in TFRecord framing, without TensorFlow.
 
 Building ``tf.train.Feature`` messages element by element costs more than
 tokenizing the text they hold, and importing TensorFlow costs every worker
@@ -6,11 +6,19 @@ seconds and hundreds of MB. The format is small and fixed (Example ->
 Features -> map entry -> Feature -> Int64List of packed varints), so it is
 written here with numpy, byte for byte what TensorFlow's deterministic
 serialization produces (a test compares the two on random examples).
+TFRecord framing is length, masked CRC32C of the length, data, masked CRC32C
+of the data; ``tf.data`` checks both checksums when it reads.
 """
 
 from __future__ import annotations
 
+import struct
+
+import google_crc32c
 import numpy as np
+
+from transforms.schema import EXAMPLE_FEATURES, Example
+
 
 def _varint(n: int) -> bytes:
     out = bytearray()
@@ -72,3 +80,19 @@ def serialize_int64_example(features: dict) -> bytes:
         # Map entry {key: name, value: Feature{int64_list}}.
         entries += _field(1, _field(1, [name.encode()]) + _field(2, _field(3, int64_list)))
     return b"".join(_field(1, entries))
+
+
+def _masked_crc32c(data: bytes) -> bytes:
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def tfrecord_frame(record: bytes) -> bytes:
+    """``record`` as one TFRecord: what a shard holds for it."""
+    length = struct.pack("<Q", len(record))
+    return b"".join((length, _masked_crc32c(length), record, _masked_crc32c(record)))
+
+
+def example_record(example: Example) -> bytes:
+    """The ``tf.train.Example`` bytes of one example, as the shards hold them."""
+    return serialize_int64_example({name: getattr(example, name) for name in EXAMPLE_FEATURES})

@@ -1,0 +1,42 @@
+"""Every hash that decides where data goes: identity, shuffle order, FIM draws, shards.
+
+All are BLAKE2b, so they are the same on every platform, Python version and
+run. Each one's input encoding is part of the dataset format: changing it
+changes the bytes of every dataset built with the same seed (the golden test
+pins them), so they stay exactly as first released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+# Documents are hashed in slices so one of hundreds of MB is never encoded whole.
+_HASH_SLICE_CHARS = 1 << 20
+
+
+def _digest64(data: bytes, key: bytes = b"") -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=key).digest(), "little")
+
+
+def content_hash(text: str) -> bytes:
+    """A document's identity: 16 bytes of BLAKE2b over its UTF-8 text."""
+    h = hashlib.blake2b(digest_size=16)
+    for start in range(0, len(text), _HASH_SLICE_CHARS):
+        h.update(text[start:start + _HASH_SLICE_CHARS].encode("utf-8", errors="surrogatepass"))
+    return h.digest()
+
+
+def shuffle_key(seed: int, content: bytes) -> int:
+    """A document's position in the shuffled corpus: its content hash keyed by the seed."""
+    return _digest64(content, key=seed.to_bytes(16, "little", signed=True))
+
+
+def seeded_rng(*identity) -> random.Random:
+    """A random generator seeded by ``identity`` (the run seed and the data's identity)."""
+    return random.Random(_digest64(repr(identity).encode()))
+
+
+def shard_key(seed: int, bucket: int, index: int) -> int:
+    """Where an example goes: shard ``key % num_shards``, ordered by ``key`` inside it."""
+    return _digest64(f"shard:{seed}:{bucket}:{index}".encode())

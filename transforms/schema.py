@@ -1,0 +1,115 @@
+"""What flows between fimflow's stages, and the names a dataset is made of.
+
+Every stage imports this module and ``transforms.core``, never another stage.
+The element types, in pipeline order::
+
+    file path ─Read─▶ Document | Rejected ─Tokenize─▶ TokenizedDocument
+      ─Shuffle─▶ (bucket, [TokenizedDocument]) ─Pack─▶ Chunk ─Fim─▶ Example
+      ─WriteExamples─▶ ShardInfo            Rejected ─WriteRejected─▶ ShardInfo
+
+Stages also emit statistics (``Stats``: a ``Counter`` of the names below),
+merged into one dict for ``metadata.json`` and mirrored as Beam counters.
+Plain ``NamedTuple``s: Beam codes them with its default coder, so no schema
+registration is needed, and numpy arrays travel inside them as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+# Token ids as fimflow stores them between stages.
+TOKEN_DTYPE = np.int32
+Stats = Counter
+
+# The dataset's layout.
+METADATA_FILE = "metadata.json"
+TRAIN_PREFIX = "train"
+ERRORS_DIR = "errors"
+REJECTED_PREFIX = "rejected"
+EXAMPLE_FEATURES = ("input_ids", "segment_ids", "positions")
+
+# Statistic names built from a value.
+FRAGMENT_HISTOGRAM_PREFIX = "fragment_tokens_le_"
+REJECTED_REASON_PREFIX = "rejected/"
+# Rejected for a reason that says nothing about the corpus being broken (an
+# empty __init__.py): written to the dead letters, not counted as errors.
+SKIP_REASONS = ("empty_document",)
+
+SPAN_UNITS = ("char", "line", "token")
+FIM_LEVELS = ("context", "document")
+TRIM_POLICIES = ("paper", "keep_middle")
+
+
+class Document(NamedTuple):
+    """Text of one document and where it came from (``index``: line, row or 0)."""
+
+    source: str
+    index: int
+    text: str
+    id: Optional[str] = None
+
+
+class Rejected(NamedTuple):
+    """A record that did not become a document: the dead letter's content."""
+
+    source: str
+    index: int
+    reason: str
+    detail: str
+    raw_start: str
+    id: Optional[str] = None
+
+    def as_json(self) -> str:
+        return json.dumps(self._asdict(), ensure_ascii=False, sort_keys=True)
+
+
+class TokenizedDocument(NamedTuple):
+    """A document's ids (``TOKEN_DTYPE``, no ``<eot>``) and its identity for the seeded shuffle."""
+
+    content_hash: bytes
+    ids: np.ndarray
+
+
+class Chunk(NamedTuple):
+    """``ids`` (at most ``context_length``) cut at ``index`` from shuffle ``bucket``: its identity."""
+
+    bucket: int
+    index: int
+    ids: np.ndarray
+
+
+class Example(NamedTuple):
+    """One training example (int64 arrays of ``context_length``), identified by its chunk."""
+
+    bucket: int
+    index: int
+    input_ids: np.ndarray
+    segment_ids: np.ndarray
+    positions: np.ndarray
+
+
+class ShardInfo(NamedTuple):
+    """One written file: its path, record count and record bytes."""
+
+    path: str
+    records: int
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FimConfig:
+    """How fragments are transformed; the CLI help describes each field."""
+
+    context_length: int
+    rate: float = 0.5
+    spm_rate: float = 0.5
+    span_unit: str = "char"
+    trim: str = "paper"
+    max_middle_tokens: int = 0
+    min_fragment_tokens: int = 0
+    level: str = "context"
