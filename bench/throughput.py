@@ -51,11 +51,11 @@ from transforms.tokenize import MAX_ENCODE_CHARS, TokenizeBatchStep
 def corpus_files(patterns, limit_bytes):
     files = resolve_inputs(patterns) if patterns else defaults.default_corpus_files()
     chosen, total = [], 0
-    for path, size in files:
+    for file in files:
         if total >= limit_bytes:
             break
-        chosen.append(path)
-        total += size
+        chosen.append(file.path)
+        total += file.size
     return chosen
 
 
@@ -96,7 +96,7 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
     handle = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache)
     read = ReadFileStep(RecordReader(plan.text_field, plan.id_field, plan.max_file_bytes))
     read.setup()
-    docs = timed("read", lambda: [d for path in plan.files for d in read(path, stats) if isinstance(d, Document)])
+    docs = timed("read", lambda: [d for file in plan.files for d in read(file, stats) if isinstance(d, Document)])
     tokenize = TokenizeBatchStep(handle, os.cpu_count() or 1, 1, MAX_ENCODE_CHARS)
     tokenize.setup()
     try:

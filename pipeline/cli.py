@@ -152,8 +152,8 @@ def _train_tokenizer(argv: list[str]) -> int:
     reader = RecordReader(args.text_field)
 
     def documents():
-        for path, _ in files:
-            for item in reader.read(path):
+        for file in files:
+            for item in reader.read(file.path):
                 if isinstance(item, Document):
                     yield item.text
 

@@ -6,6 +6,8 @@ import os
 import sysconfig
 from pathlib import Path
 
+from transforms.schema import InputFile
+
 DEFAULT_OUTPUT = "fimflow_out"
 BUNDLED_TOKENIZER = Path(__file__).parent / "assets" / "fimflow-code-16k.model"
 
@@ -15,7 +17,7 @@ def bundled_tokenizer_path() -> str:
 
 
 def default_corpus_files() -> list:
-    """``(path, size)`` of the running Python's standard-library ``.py`` sources.
+    """The running Python's standard-library ``.py`` sources, as ``InputFile``s.
 
     Installed third-party packages (``site-packages``) are left out so the
     corpus is the same on every machine with the same Python.
@@ -27,5 +29,6 @@ def default_corpus_files() -> list:
         for name in sorted(names):
             if name.endswith(".py"):
                 path = os.path.join(root, name)
-                files.append((path, os.path.getsize(path)))
+                info = os.stat(path)
+                files.append(InputFile(path, info.st_size, info.st_mtime))
     return files

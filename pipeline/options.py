@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import fnmatch
+import logging
 import math
 import os
+import stat
 from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
@@ -21,8 +23,8 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from pipeline import defaults
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerError, read_model_bytes
-from transforms.read import COMPRESSION_SUFFIXES, PARQUET_SUFFIXES
-from transforms.schema import FIM_LEVELS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig
+from transforms.read import COMPRESSION_SUFFIXES, PARQUET_SUFFIXES, planned
+from transforms.schema import FIM_LEVELS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig, InputFile
 
 # Three sentinels and <eot> must fit with room for text.
 MIN_CONTEXT_LENGTH = 8
@@ -31,6 +33,7 @@ TARGET_BUCKET_INPUT_BYTES = 32 << 20
 TARGET_SHARD_INPUT_BYTES = 128 << 20
 COMPRESSED_SIZE_FACTOR = 4
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+logger = logging.getLogger(__name__)
 
 
 def _parse_bool(value: str) -> bool:
@@ -119,7 +122,7 @@ class FimflowOptions(PipelineOptions):
 class RunPlan:
     """Everything the pipeline needs, resolved and checked."""
 
-    files: list
+    files: list[InputFile]
     input_bytes: int
     output: str
     tokenizer_path: str
@@ -162,40 +165,75 @@ def unknown_options(options: PipelineOptions) -> list[str]:
     return sorted(k for k in every if k not in known)
 
 
+def local_tree(directory: str) -> tuple[list[InputFile], list[str]]:
+    """Regular files under a local ``directory``, symbolic links to files and folders followed.
+
+    A folder reached twice through links (a loop) is walked once. Anything
+    that is not a regular file (a FIFO, a socket, a device, a broken link) is
+    returned as skipped, never opened: reading a FIFO would wait forever.
+    """
+    files, skipped, walked = [], [], set()
+    for root, dirs, names in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in walked:
+            dirs[:] = []
+            continue
+        walked.add(real)
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                skipped.append(path)
+                continue
+            if stat.S_ISREG(info.st_mode):
+                files.append(InputFile(path, info.st_size, info.st_mtime))
+            else:
+                skipped.append(path)
+    return files, skipped
+
+
 def resolve_inputs(patterns: list[str], include: Optional[list] = None,
-                   exclude: Optional[list] = None) -> list:
-    """Matches files (directories mean every file under them); ``(path, size)`` sorted.
+                   exclude: Optional[list] = None) -> list[InputFile]:
+    """Matches files (directories mean every file under them), sorted by path.
 
     ``include``/``exclude`` are fnmatch globs on the full path, applied to
-    every match; a pattern left with no file is an error.
+    every match; a pattern left with no file is an error. Special files under
+    a local directory are skipped with a warning.
     """
     def wanted(path: str) -> bool:
         return ((not include or any(fnmatch.fnmatch(path, g) for g in include))
                 and not any(fnmatch.fnmatch(path, g) for g in exclude or ()))
 
-    files = {}
+    files: dict = {}
     for pattern in patterns:
-        if not any(c in pattern for c in "*?[") and not pattern.startswith("gs://") and os.path.isdir(pattern):
-            pattern = os.path.join(pattern, "**")
-        elif pattern.endswith("/"):
-            pattern += "**"
-        try:
-            result = FileSystems.match([pattern])[0]
-        except Exception as e:  # Beam raises BeamIOError with per-pattern causes.
-            raise UsageError(f"--input {pattern}: {e}") from e
-        matched = [m for m in result.metadata_list if not m.path.endswith("/") and wanted(m.path)]
+        if not any(c in pattern for c in "*?[") and "://" not in pattern and os.path.isdir(pattern):
+            found, skipped = local_tree(pattern)
+            if skipped:
+                logger.warning("--input %s: skipped %d file(s) that are not regular files, e.g. %s",
+                               pattern, len(skipped), skipped[0])
+        else:
+            if pattern.endswith("/"):
+                pattern += "**"
+            try:
+                result = FileSystems.match([pattern])[0]
+            except Exception as e:  # Beam raises BeamIOError with per-pattern causes.
+                raise UsageError(f"--input {pattern}: {e}") from e
+            found = [planned(m) for m in result.metadata_list if not m.path.endswith("/")]
+        matched = [f for f in found if wanted(f.path)]
         if not matched:
             raise UsageError(f"--input {pattern}: no file matched (after --include/--exclude)"
-                             if result.metadata_list else f"--input {pattern}: no file matched")
-        files.update((m.path, m.size_in_bytes) for m in matched)
-    return sorted(files.items())
+                             if found else f"--input {pattern}: no file matched")
+        files.update((f.path, f) for f in matched)
+    return [files[path] for path in sorted(files)]
 
 
-def _estimated_text_bytes(files: list) -> int:
-    def text_bytes(path, size):
-        compressed = path.lower().endswith(COMPRESSION_SUFFIXES + PARQUET_SUFFIXES)
-        return size * (COMPRESSED_SIZE_FACTOR if compressed else 1)
-    return sum(text_bytes(p, s) for p, s in files)
+def _estimated_text_bytes(files: list[InputFile]) -> int:
+    def text_bytes(file: InputFile):
+        compressed = file.path.lower().endswith(COMPRESSION_SUFFIXES + PARQUET_SUFFIXES)
+        return file.size * (COMPRESSED_SIZE_FACTOR if compressed else 1)
+    return sum(map(text_bytes, files))
 
 
 def _check(condition: bool, message: str):
@@ -249,8 +287,8 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     text_bytes = _estimated_text_bytes(files)
     processes = o.tokenizer_processes or default_tokenizer_processes(options)
     return RunPlan(
-        files=[p for p, _ in files],
-        input_bytes=sum(size for _, size in files),
+        files=files,
+        input_bytes=sum(f.size for f in files),
         output=output,
         tokenizer_path=tokenizer_path,
         tokenizer=tokenizer,

@@ -55,13 +55,13 @@ _ALL = defaults.default_corpus_files
 
 def _stdlib_slice():
     files = _ALL()
-    return [f for f in files if "/json/" in f[0] or "/email/" in f[0]]
+    return [f for f in files if "/json/" in f.path or "/email/" in f.path]
 
 
 def test_default_corpus_is_the_standard_library_without_site_packages():
     files = _ALL()
-    assert len(files) > 500 and sum(size for _, size in files) > 10_000_000
-    assert all(p.endswith(".py") and "site-packages" not in p for p, _ in files)
+    assert len(files) > 500 and sum(f.size for f in files) > 10_000_000
+    assert all(f.path.endswith(".py") and "site-packages" not in f.path for f in files)
 
 
 def test_python_dash_m_pipeline_is_the_fimflow_command():

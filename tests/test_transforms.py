@@ -13,6 +13,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.options import resolve_inputs
 from transforms.core.hashing import content_hash, shuffle_key
 from transforms.core.packing import pack_bucket
 from transforms.core.tokenizer import SpecialTokenNames, TokenizerHandle
@@ -39,7 +40,7 @@ def test_read_documents_from_jsonl_gz_parquet_and_source_files(tmp_path):
     pq.write_table(pa.table({"content": ["row zero", None, "row two"]}), tmp_path / "d.parquet")
     (tmp_path / "e.py").write_text("print('whole file')\n")
     (tmp_path / "f.bin").write_bytes(b"\x00\x01\x02binary")
-    files = sorted(str(p) for p in tmp_path.iterdir())
+    files = resolve_inputs([str(tmp_path)])
     with TestPipeline() as p:
         out = p | ReadDocuments(files, "content", "id")
         docs = out["documents"] | "DocText" >> beam.Map(lambda d: (d.source.rsplit("/", 1)[1], d.index, d.text))

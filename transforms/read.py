@@ -1,9 +1,21 @@
 """Reading documents from JSONL, Parquet and plain source files.
 
-In: a list of file paths (local or any Beam filesystem such as ``gs://``).
+In: the planned ``InputFile``s (local or any Beam filesystem such as ``gs://``).
 Out: ``documents`` (``Document``) and ``rejected`` (``Rejected``: a record
 that could not become a document, with its source, position and reason).
 Every record read comes out exactly once on one of the two outputs.
+
+Three kinds of failure, three answers:
+* a bad record (malformed JSON, a 5,000-digit number, deep nesting, no text,
+  invalid UTF-8...) is that record's dead letter; reading goes on;
+* a file whose content breaks off (a truncated ``.gz``, a corrupt Parquet
+  footer) ends with one ``unreadable_file`` dead letter, and its bytes count
+  against the error budget (``bytes_in_error``);
+* the storage failing (a reset connection, a timeout) or the file changing
+  after planning (deleted, truncated, grown, replaced) raises, so the runner
+  retries the bundle and, when retries run out, the job fails with that line.
+  An exception raised by the file's byte stream itself is such a failure;
+  everything raised above it (decompression, parsing) is the content's.
 
 The file is the unit of reading; a ``Reshuffle`` after reading breaks fusion
 so that tokenization of one large file is spread over all workers.
@@ -12,15 +24,16 @@ so that tokenization of one large file is spread over all workers.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Iterator, Optional
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressedFile, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import check_decompressed_to_the_end, connect_anonymously_to_emulator
-from transforms.schema import REJECTED_REASON_PREFIX, SKIP_REASONS, Document, Rejected, Stats
+from transforms.schema import REJECTED_REASON_PREFIX, SKIP_REASONS, Document, InputFile, Rejected, Stats
 from transforms.stats import StepWithStats
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -29,6 +42,46 @@ COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".deflate")
 RAW_START_CHARS = 200
 BINARY_SNIFF_BYTES = 8192
 _SURROGATE = re.compile("[\ud800-\udfff]")
+logger = logging.getLogger(__name__)
+
+
+class StorageError(IOError):
+    """Reading a file failed in the storage, not in its content: the bundle fails so the runner retries it."""
+
+
+class InputChangedError(IOError):
+    """A file is not what was planned: deleted, truncated, grown or replaced since the run started."""
+
+
+class _ByteStream:
+    """A file's raw byte stream that remembers the first exception it raised.
+
+    Everything decoded above it (decompression, Parquet, JSON) reads through
+    it, so after a failure ``error`` tells the storage's fault from the content's.
+    """
+
+    def __init__(self, raw):
+        self._raw = raw
+        self.error: Optional[BaseException] = None
+
+    def __getattr__(self, name):
+        attribute = getattr(self._raw, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            try:
+                return attribute(*args, **kwargs)
+            except Exception as e:
+                self.error = self.error or e
+                raise
+        return call
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._raw.close()
 
 
 def file_format(path: str) -> str:
@@ -50,6 +103,12 @@ def _raw_start(raw) -> str:
     return str(raw)[:RAW_START_CHARS]
 
 
+def _decompressed(path: str, stream: _ByteStream):
+    """``stream`` decompressed by Beam's ``CompressedFile`` when ``path`` names a compression, else as is."""
+    compression = CompressionTypes.detect_compression_type(path)
+    return stream if compression == CompressionTypes.UNCOMPRESSED else CompressedFile(stream, compression)
+
+
 class RecordReader:
     """Reads one file into ``Document``s and ``Rejected`` records, by its format."""
 
@@ -60,17 +119,24 @@ class RecordReader:
         self._max_file_bytes = max_file_bytes
 
     def read(self, path: str) -> Iterator[Document | Rejected]:
-        """Every record of ``path``; a file that breaks off (a truncated .gz, a corrupt
-        Parquet footer) ends with one ``unreadable_file`` record instead of failing the job."""
+        """Every record of ``path``; a file whose content breaks off (a truncated .gz, a corrupt
+        Parquet footer) ends with one ``unreadable_file`` record; a storage failure raises
+        ``StorageError``."""
         reader = {"jsonl": self._read_jsonl, "parquet": self._read_parquet,
                   "text": self._read_text_file}[file_format(path)]
+        stream = _ByteStream(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
         index = 0
-        try:
-            for item in reader(path):
-                index = item.index + 1
-                yield item
-        except Exception as e:  # Decompressors and pyarrow raise many types; all mean the same here.
-            yield Rejected(path, index, "unreadable_file", f"{type(e).__name__}: {e}"[:500], "")
+        with stream:
+            try:
+                for item in reader(path, stream):
+                    index = item.index + 1
+                    yield item
+            except Exception as e:
+                if stream.error is not None:
+                    raise StorageError(f"reading {path} failed after {index} record(s): "
+                                       f"{type(stream.error).__name__}: {stream.error}") from e
+                logger.warning("%s: unreadable after %d record(s): %s: %s", path, index, type(e).__name__, e)
+                yield Rejected(path, index, "unreadable_file", f"{type(e).__name__}: {e}"[:500], "")
 
     def _document(self, path: str, index: int, text, doc_id, raw_start: str) -> Document | Rejected:
         if not isinstance(text, str):
@@ -96,64 +162,67 @@ class RecordReader:
                             f"no field {self._text_field!r}", raw_start, doc_id)
         return self._document(path, index, record[self._text_field], doc_id, raw_start)
 
-    def _read_jsonl(self, path: str) -> Iterator[Document | Rejected]:
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-            # A plain loop, not enumerate(): enumerate's cached result tuple
-            # would keep the previous line alive after ``del raw``.
-            index = -1
-            while raw := f.readline():
-                index += 1
-                if raw.isspace():
-                    continue
-                raw_start = _raw_start(raw)
-                # At most two copies of a line are alive at once (bytes and
-                # text, then text and the parsed document): a document of
-                # hundreds of MB costs twice its size while read, not more.
-                try:
-                    line = raw.decode("utf-8-sig")
-                except UnicodeDecodeError as e:
-                    yield Rejected(path, index, "invalid_utf8", str(e), raw_start)
-                    continue
-                del raw
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    result: Document | Rejected = Rejected(path, index, "invalid_json", str(e), raw_start)
-                else:
-                    result = self._from_record(path, index, record, raw_start)
-                del line
-                record = None
-                yield result
-            check_decompressed_to_the_end(f)
+    def _read_jsonl(self, path: str, stream: _ByteStream) -> Iterator[Document | Rejected]:
+        f = _decompressed(path, stream)
+        # A plain loop, not enumerate(): enumerate's cached result tuple
+        # would keep the previous line alive after ``del raw``.
+        index = -1
+        while raw := f.readline():
+            index += 1
+            if raw.isspace():
+                continue
+            raw_start = _raw_start(raw)
+            # At most two copies of a line are alive at once (bytes and
+            # text, then text and the parsed document): a document of
+            # hundreds of MB costs twice its size while read, not more.
+            try:
+                line = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                yield Rejected(path, index, "invalid_utf8", str(e), raw_start)
+                continue
+            del raw
+            try:
+                record = json.loads(line)
+            # Not only JSONDecodeError: a number of 5,000 digits is a
+            # ValueError, 100,000 nested brackets a RecursionError.
+            except (ValueError, RecursionError) as e:
+                result: Document | Rejected = Rejected(path, index, "invalid_json",
+                                                       f"{type(e).__name__}: {e}"[:500], raw_start)
+            else:
+                result = self._from_record(path, index, record, raw_start)
+            del line
+            record = None
+            yield result
+        check_decompressed_to_the_end(f)
 
-    def _read_parquet(self, path: str) -> Iterator[Document | Rejected]:
+    def _read_parquet(self, path: str, stream: _ByteStream) -> Iterator[Document | Rejected]:
         import pyarrow.parquet as pq  # Only Parquet inputs pay for the import.
 
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            parquet = pq.ParquetFile(f)
-            names = parquet.schema_arrow.names
-            if self._text_field not in names:
-                yield Rejected(path, 0, "missing_text_field", f"no column {self._text_field!r}", "")
-                return
-            id_field = self._id_field if self._id_field in names else None
-            columns = [self._text_field] + ([id_field] if id_field else [])
-            index = 0
-            for batch in parquet.iter_batches(columns=columns, batch_size=1024):
-                texts = batch.column(self._text_field).to_pylist()
-                ids = batch.column(id_field).to_pylist() if id_field else [None] * len(texts)
-                for text, doc_id in zip(texts, ids):
-                    doc_id = None if doc_id is None else str(doc_id)
-                    yield self._document(path, index, text, doc_id, _raw_start(text if isinstance(text, str) else ""))
-                    index += 1
+        parquet = pq.ParquetFile(stream)
+        names = parquet.schema_arrow.names
+        if self._text_field not in names:
+            yield Rejected(path, 0, "missing_text_field", f"no column {self._text_field!r}", "")
+            return
+        id_field = self._id_field if self._id_field in names else None
+        columns = [self._text_field] + ([id_field] if id_field else [])
+        index = 0
+        for batch in parquet.iter_batches(columns=columns, batch_size=1024):
+            texts = batch.column(self._text_field).to_pylist()
+            ids = batch.column(id_field).to_pylist() if id_field else [None] * len(texts)
+            for text, doc_id in zip(texts, ids):
+                doc_id = None if doc_id is None else str(doc_id)
+                yield self._document(path, index, text, doc_id, _raw_start(text if isinstance(text, str) else ""))
+                index += 1
 
-    def _read_text_file(self, path: str) -> Iterator[Document | Rejected]:
+
+    def _read_text_file(self, path: str, stream: _ByteStream) -> Iterator[Document | Rejected]:
         size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
         if size > self._max_file_bytes:
             yield Rejected(path, 0, "file_too_large", f"{size} bytes > {self._max_file_bytes}", "")
             return
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-            data = f.read()
-            check_decompressed_to_the_end(f)
+        f = _decompressed(path, stream)
+        data = f.read()
+        check_decompressed_to_the_end(f)
         if b"\0" in data[:BINARY_SNIFF_BYTES]:
             yield Rejected(path, 0, "binary_file", "NUL byte in the first 8 KiB", _raw_start(data))
             return
@@ -167,8 +236,35 @@ class RecordReader:
         yield self._document(path, 0, text, None, raw_start)
 
 
+def planned(metadata) -> InputFile:
+    """The ``InputFile`` of a Beam ``FileMetadata``: what reading will hold the file to."""
+    return InputFile(metadata.path, metadata.size_in_bytes, getattr(metadata, "last_updated_in_seconds", None))
+
+
+def check_unchanged(file: InputFile) -> None:
+    """Raises ``InputChangedError`` unless ``file`` still has its planned size and modification time."""
+    try:
+        matched = FileSystems.match([file.path])[0].metadata_list
+    except Exception as e:  # Beam raises BeamIOError for a path that no longer matches.
+        raise InputChangedError(f"{file.path} was deleted after the run was planned ({e})") from e
+    if not matched:
+        raise InputChangedError(f"{file.path} was deleted after the run was planned")
+    now = planned(matched[0])
+    if now.size != file.size:
+        raise InputChangedError(f"{file.path} changed after the run was planned: "
+                                f"{file.size} bytes then, {now.size} now")
+    if file.mtime is not None and now.mtime != file.mtime:
+        raise InputChangedError(f"{file.path} was replaced after the run was planned (modified at {now.mtime}, "
+                                f"planned at {file.mtime})")
+
+
 class ReadFileStep:
-    """A file path -> its ``Document``s and ``Rejected`` records, counted as read."""
+    """An ``InputFile`` -> its ``Document``s and ``Rejected`` records, counted as read.
+
+    The file must be the one planned, before and after it is read: a file
+    deleted, truncated, grown or replaced meanwhile fails the run instead of
+    quietly giving other data.
+    """
 
     def __init__(self, reader: RecordReader):
         self._reader = reader
@@ -176,21 +272,25 @@ class ReadFileStep:
     def setup(self):
         connect_anonymously_to_emulator()
 
-    def __call__(self, path: str, stats: Stats):
-        for item in self._reader.read(path):
+    def __call__(self, file: InputFile, stats: Stats):
+        check_unchanged(file)
+        for item in self._reader.read(file.path):
             stats["records_read"] += 1
             if isinstance(item, Rejected):
                 stats["records_rejected"] += 1
                 stats["records_in_error"] += item.reason not in SKIP_REASONS
                 stats[REJECTED_REASON_PREFIX + item.reason] += 1
+                if item.reason == "unreadable_file":
+                    stats["bytes_in_error"] += file.size
             yield item
+        check_unchanged(file)
 
 
 class ReadDocuments(beam.PTransform):
     """``PBegin`` -> ``{'documents': PCollection[Document], 'rejected': PCollection[Rejected],
     'stats': PCollection[Stats]}``."""
 
-    def __init__(self, files: list[str], text_field: str = "content",
+    def __init__(self, files: list[InputFile], text_field: str = "content",
                  id_field: Optional[str] = None, max_file_bytes: int = 10 << 20):
         super().__init__()
         self._files = sorted(files)
@@ -198,9 +298,9 @@ class ReadDocuments(beam.PTransform):
 
     def expand(self, pbegin):
         results = (pbegin
-                   | "Files" >> beam.Create(self._files).with_output_types(str)
+                   | "Files" >> beam.Create(self._files).with_output_types(InputFile)
                    | "ReadFiles" >> StepWithStats("read", ReadFileStep(self._reader), "documents",
-                                                  input_type=str, output_type=Document,
+                                                  input_type=InputFile, output_type=Document,
                                                   tagged={Rejected: "rejected"}))
         return {
             "documents": results["documents"] | "BreakFusion" >> beam.Reshuffle(),

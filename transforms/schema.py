@@ -3,7 +3,7 @@
 Every stage imports this module and ``transforms.core``, never another stage.
 The element types, in pipeline order::
 
-    file path ─Read─▶ Document | Rejected ─Tokenize─▶ TokenizedDocument
+    InputFile ─Read─▶ Document | Rejected ─Tokenize─▶ TokenizedDocument
       ─Shuffle─▶ (bucket, [TokenizedDocument]) ─Pack─▶ Chunk ─Fim─▶ Example
       ─WriteExamples─▶ ShardInfo            Rejected ─WriteRejected─▶ ShardInfo
 
@@ -43,6 +43,14 @@ SKIP_REASONS = ("empty_document",)
 SPAN_UNITS = ("char", "line", "token")
 FIM_LEVELS = ("context", "document")
 TRIM_POLICIES = ("paper", "keep_middle")
+
+
+class InputFile(NamedTuple):
+    """A file as planned: reading checks that it is still this file (size, modification time)."""
+
+    path: str
+    size: int
+    mtime: Optional[float] = None
 
 
 class Document(NamedTuple):
