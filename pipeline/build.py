@@ -63,7 +63,8 @@ class FimflowPipeline(beam.PTransform):
 
     def expand(self, pbegin):
         plan = self._plan
-        tokenizer = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache)
+        tokenizer = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache,
+                                    sha256=plan.tokenizer.sha256)
         read = pbegin | "Read" >> ReadDocuments(plan.files, plan.text_field, plan.id_field, plan.max_file_bytes)
         tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
             tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)

@@ -51,7 +51,7 @@ def _run(argv: list[str]) -> int:
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
     from pipeline.build import FimflowPipeline
-    from pipeline.options import FimflowOptions, UsageError, plan_run
+    from pipeline.options import FimflowOptions, UsageError, checked_argv, plan_run
     from transforms.schema import METADATA_FILE
     from transforms.write import remove_dataset_files
 
@@ -62,8 +62,8 @@ def _run(argv: list[str]) -> int:
         FimflowOptions._add_argparse_args(parser)
         parser.print_help()
         return 0
-    options = PipelineOptions(argv)
     try:
+        options = PipelineOptions(checked_argv(argv))
         plan = plan_run(options)
     except UsageError as e:
         logger.error("fimflow run: error: %s", e)

@@ -159,6 +159,72 @@ def default_tokenizer_threads(options: PipelineOptions, processes: int) -> int:
     return max(1, (os.cpu_count() or 1) // processes) if _runs_in_one_process(options) else 1
 
 
+class _FlagCollector:
+    """Stands in for the parser in ``PipelineOptions._add_argparse_args``: records each flag and its settings.
+
+    ``_add_argparse_args`` is how every options class, Beam's and fimflow's,
+    declares its flags; collecting them lets fimflow check a command line
+    without parsing it the way Beam does, which drops what it does not know.
+    """
+
+    def __init__(self):
+        self.flags: dict = {}
+
+    def add_argument(self, *names, **settings):
+        for name in names:
+            self.flags[name] = settings
+
+    add_value_provider_argument = add_argument
+
+
+def _options_classes(cls=PipelineOptions):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _options_classes(sub)
+
+
+def declared_flags(classes=None) -> dict:
+    """``--flag`` -> its argparse settings, for every flag the options classes declare."""
+    collector = _FlagCollector()
+    for cls in (classes or set(_options_classes())):
+        cls._add_argparse_args(collector)
+    return collector.flags
+
+
+def _takes_value(settings: dict) -> Optional[bool]:
+    """True: the flag needs a value; None: a value is optional; False: it takes none."""
+    if settings.get("action") in ("store_true", "store_false", "store_const", "append_const", "count"):
+        return False
+    return None if settings.get("nargs") == "?" else True
+
+
+def checked_argv(argv: list[str]) -> list[str]:
+    """``argv`` with dashed spellings of known flags (``--context-length``) in their declared form.
+
+    Raises ``UsageError`` for a flag that no options class declares, or a
+    stray argument: Beam would drop them with a log line, and the run would go
+    on with the defaults the user meant to change.
+    """
+    flags = declared_flags()
+    checked, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        name, equals, value = token.partition("=")
+        if not token.startswith("-") or token == "--":
+            raise UsageError(f"unexpected argument {token!r}: every option is --name value or --name=value")
+        if name not in flags and "--" + name.lstrip("-").replace("-", "_") in flags:
+            name = "--" + name.lstrip("-").replace("-", "_")
+        if name not in flags:
+            raise UsageError(f"unknown option {name} (see fimflow run --help)")
+        checked.append(name + equals + value)
+        takes = _takes_value(flags[name])
+        if not equals and i + 1 < len(argv) and (takes or (takes is None and not argv[i + 1].startswith("-"))):
+            checked.append(argv[i + 1])
+            i += 1
+        i += 1
+    return checked
+
+
 def unknown_options(options: PipelineOptions) -> list[str]:
     known = options.get_all_options(retain_unknown_options=False)
     every = options.get_all_options(retain_unknown_options=True)
@@ -236,6 +302,18 @@ def _estimated_text_bytes(files: list[InputFile]) -> int:
     return sum(map(text_bytes, files))
 
 
+def recorded_options(options: PipelineOptions) -> dict:
+    """What ``metadata.json`` records of the run's options: fimflow's own and the runner, nothing else.
+
+    Beam's options may hold secrets (``--s3_secret_access_key``, tokens in
+    URLs), so none of them is written.
+    """
+    o = options.view_as(FimflowOptions)
+    dests = {settings.get("dest") or name.lstrip("-") for name, settings in declared_flags([FimflowOptions]).items()}
+    return {"runner": options.view_as(StandardOptions).runner or "DirectRunner",
+            **{dest: getattr(o, dest) for dest in sorted(dests)}}
+
+
 def _check(condition: bool, message: str):
     if not condition:
         raise UsageError(message)
@@ -304,5 +382,5 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         tokenizer_processes=processes,
         tokenizer_threads=o.tokenizer_threads or default_tokenizer_threads(options, processes),
         word_cache=o.word_cache,
-        options={k: v for k, v in options.get_all_options(drop_default=False).items()},
+        options=recorded_options(options),
     )

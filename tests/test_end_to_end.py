@@ -131,7 +131,8 @@ def test_refuses_to_overwrite_a_complete_dataset(tmp_path, jsonl_corpus, code_mo
     (["--fim_spm_rate", "-0.1"], "--fim_spm_rate=-0.1 must be between 0 and 1"),
     (["--tokenizer", "/nonexistent/x.model"], "--tokenizer /nonexistent/x.model: cannot read it"),
     (["--input", "/nonexistent/*.jsonl"], "no file matched"),
-    (["--contextlength", "5"], "unknown option(s): --contextlength"),
+    (["--contextlength", "5"], "unknown option --contextlength"),
+    (["--fim_rat", "0.3"], "unknown option --fim_rat"),
     (["--seed", str(1 << 70)], "must fit in 64 bits"),
 ])
 def test_bad_options_fail_before_the_pipeline_with_one_line(tmp_path, jsonl_corpus, code_model_path, capsys,

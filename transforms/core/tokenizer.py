@@ -86,6 +86,22 @@ def read_model_bytes(path: str) -> bytes:
         return f.read()
 
 
+def _check_complete_model(proto) -> None:
+    """Refuses a model file cut short: protobuf parses a prefix of one as a model with defaults.
+
+    A model file holds its pieces first, then the trainer and normalizer
+    specs; cut between two pieces it parses as a unigram model with fewer
+    pieces, which would turn much of a corpus into ``<unk>``. Models that have
+    pieces added after training (more pieces than trained) are fine.
+    """
+    if not proto.HasField("trainer_spec") or not proto.HasField("normalizer_spec"):
+        raise TokenizerError("the model file is incomplete (no trainer or normalizer settings): "
+                             "it was probably cut short; copy it again")
+    if len(proto.pieces) < proto.trainer_spec.vocab_size:
+        raise TokenizerError(f"the model file is incomplete: {len(proto.pieces)} pieces, "
+                             f"trained with {proto.trainer_spec.vocab_size}; copy it again")
+
+
 def _resolve_special_tokens(proto, names: SpecialTokenNames) -> SpecialTokens:
     ids = {p.piece: i for i, p in enumerate(proto.pieces)}
     eot_name = names.eot
@@ -164,6 +180,7 @@ class Tokenizer:
         self.model_bytes = model_bytes
         self.names = names
         proto = model_pb2.ModelProto.FromString(model_bytes)
+        _check_complete_model(proto)
         self.special = _resolve_special_tokens(proto, names)
         special_ids = set(self.special.as_dict().values())
         self.special_texts = tuple(sorted({proto.pieces[i].piece for i in special_ids}))
@@ -280,15 +297,24 @@ class TokenizerHandle:
     pickled DoFn.
     """
 
-    def __init__(self, path: str, names: SpecialTokenNames, reference: bool = False):
+    def __init__(self, path: str, names: SpecialTokenNames, reference: bool = False,
+                 sha256: Optional[str] = None):
         from apache_beam.utils import shared
 
         self.path = path
         self.names = names
         self.reference = reference
+        self.sha256 = sha256
         self._shared = shared.Shared()
 
+    def _load(self) -> Tokenizer:
+        tokenizer = Tokenizer(read_model_bytes(self.path), self.names, self.reference)
+        if self.sha256 is not None and tokenizer.sha256 != self.sha256:
+            # Workers read the path again: a model replaced since planning
+            # would make data that metadata.json does not describe.
+            raise TokenizerError(f"{self.path} changed after the run was planned: sha256 {tokenizer.sha256}, "
+                                 f"planned {self.sha256}")
+        return tokenizer
+
     def acquire(self) -> Tokenizer:
-        return self._shared.acquire(
-            lambda: Tokenizer(read_model_bytes(self.path), self.names, self.reference),
-            tag=(self.path, self.names, self.reference))
+        return self._shared.acquire(self._load, tag=(self.path, self.names, self.reference, self.sha256))

@@ -1,0 +1,216 @@
+"""Faults injected into real runs: every record is a document, a dead letter, or the run fails loudly."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from apache_beam.io.filesystem import FileMetadata, MatchResult
+from apache_beam.io.localfilesystem import LocalFileSystem
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.cli import main
+from pipeline.options import plan_run, resolve_inputs
+from transforms.read import InputChangedError, ReadFileStep, RecordReader, StorageError
+
+
+class _FailingStream:
+    """A local file whose reads raise ConnectionResetError once ``fail_after`` bytes were read."""
+
+    def __init__(self, path: str, fail_after: int):
+        self._file = open(path, "rb")
+        self._left = fail_after
+
+    def _take(self, data: bytes) -> bytes:
+        if len(data) > self._left:
+            raise ConnectionResetError("connection reset by peer (injected)")
+        self._left -= len(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        return self._take(self._file.read(size))
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._take(self._file.readline(size))
+
+    def close(self):
+        self._file.close()
+
+
+class FaultyFileSystem(LocalFileSystem):
+    """``faulty://LOCAL_PATH``: the local file through Beam's filesystem layer, failing mid-read."""
+
+    fail_after = 0
+
+    @classmethod
+    def scheme(cls):
+        return "faulty"
+
+    def match(self, patterns, limits=None):
+        results = super().match([p[len("faulty://"):] for p in patterns], limits)
+        return [MatchResult("faulty://" + r.pattern,
+                            [FileMetadata("faulty://" + m.path, m.size_in_bytes, m.last_updated_in_seconds)
+                             for m in r.metadata_list]) for r in results]
+
+    def open(self, path, mime_type="application/octet-stream", compression_type=None):
+        return _FailingStream(path[len("faulty://"):], self.fail_after)
+
+
+def good_lines(n: int, start: int = 0) -> list[str]:
+    return [json.dumps({"content": f"def f{i}(x):\n    return x + {i}\n"}) for i in range(start, start + n)]
+
+
+def test_a_storage_error_mid_file_fails_the_run_instead_of_losing_the_rest(tmp_path, code_model_path, capsys):
+    lines = good_lines(300)
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    FaultyFileSystem.fail_after = len("\n".join(lines[:100]) + "\n") + 5
+    out = tmp_path / "out"
+    code = main(["run", "--input", f"faulty://{path}", "--output", str(out), "--tokenizer", code_model_path,
+                 "--context_length", "64"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"reading faulty://{path} failed after 100 record(s): ConnectionResetError" in err
+    assert not (out / "metadata.json").exists()
+    # The same file read in full is fine: the fault, not the data, failed the run.
+    FaultyFileSystem.fail_after = 1 << 30
+    assert main(["run", "--input", f"faulty://{path}", "--output", str(out), "--tokenizer", code_model_path,
+                 "--context_length", "64"]) == 0
+    assert json.loads((out / "metadata.json").read_text())["counts"]["documents"] == 300
+
+
+def test_the_reader_tells_a_storage_fault_from_broken_content(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join(good_lines(50)) + "\n")
+    FaultyFileSystem.fail_after = 100
+    with pytest.raises(StorageError, match="ConnectionResetError"):
+        list(RecordReader().read(f"faulty://{path}"))
+
+
+def test_a_line_that_breaks_the_json_parser_is_one_dead_letter_not_the_rest_of_the_file(tmp_path):
+    path = tmp_path / "a.jsonl"
+    lines = good_lines(1) + ['{"content": "x", "n": ' + "7" * 5000 + "}", "[" * 100_000] + good_lines(100, 1)
+    path.write_text("\n".join(lines) + "\n")
+    records = list(RecordReader().read(str(path)))
+    assert len(records) == 103
+    assert [(r.index, r.reason) for r in records if hasattr(r, "reason")] == [(1, "invalid_json"), (2, "invalid_json")]
+    assert "ValueError" in records[1].detail and "RecursionError" in records[2].detail
+
+
+@pytest.mark.parametrize("change", ["delete", "truncate", "grow", "replace"])
+def test_an_input_changed_after_planning_fails_the_run(tmp_path, code_model_path, change):
+    src = tmp_path / "in"
+    src.mkdir()
+    path = src / "a.jsonl"
+    path.write_text("\n".join(good_lines(200)) + "\n")
+    (src / "b.jsonl").write_text("\n".join(good_lines(10, 500)) + "\n")
+    (planned,) = [f for f in resolve_inputs([str(src)]) if f.path.endswith("a.jsonl")]
+    text = path.read_text()
+    if change == "delete":
+        path.unlink()
+    elif change == "truncate":
+        path.write_text(text[:text.index("\n", len(text) // 2) + 1])
+    elif change == "grow":
+        path.write_text(text + "\n".join(good_lines(5, 900)) + "\n")
+    else:  # Same size, other content, a later modification time.
+        path.write_text(text.replace("return", "yield!"))
+        os.utime(path, (planned.mtime + 10, planned.mtime + 10))
+    with pytest.raises(InputChangedError, match=str(path)):
+        list(ReadFileStep(RecordReader())(planned, {}))
+
+
+def test_a_file_deleted_after_planning_fails_the_whole_run(tmp_path, code_model_path):
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipeline.build import FimflowPipeline
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in "ab":
+        (src / f"{name}.jsonl").write_text("\n".join(good_lines(20)) + "\n")
+    plan = plan_run(PipelineOptions(["--input", str(src), "--output", str(tmp_path / "out"),
+                                     "--tokenizer", code_model_path, "--context_length", "64"]))
+    (src / "a.jsonl").unlink()
+    p = TestPipeline()
+    _ = p | FimflowPipeline(plan)
+    with pytest.raises(Exception, match="was deleted after the run was planned"):
+        p.run().wait_until_finish()
+    assert not (tmp_path / "out" / "metadata.json").exists()
+
+
+def test_directory_inputs_follow_symlinks_once_and_never_open_special_files(tmp_path):
+    root = tmp_path / "in"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "a.py").write_text("a = 1\n")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "b.py").write_text("b = 2\n")
+    (root / "linked").symlink_to(other, target_is_directory=True)
+    (root / "real" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "file_link.py").symlink_to(other / "b.py")
+    (root / "broken.py").symlink_to(tmp_path / "missing.py")
+    os.mkfifo(root / "pipe.jsonl")
+    paths = [Path(f.path).relative_to(root).as_posix() for f in resolve_inputs([str(root)])]
+    assert paths == ["file_link.py", "linked/b.py", "real/a.py"]
+
+
+def test_a_tokenizer_replaced_after_planning_fails_the_run(tmp_path, code_model_path, llama_model_bytes):
+    import shutil
+
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipeline.build import FimflowPipeline
+
+    model = tmp_path / "model.model"
+    shutil.copy(code_model_path, model)
+    (tmp_path / "a.jsonl").write_text("\n".join(good_lines(20)) + "\n")
+    plan = plan_run(PipelineOptions(["--input", str(tmp_path / "a.jsonl"), "--output", str(tmp_path / "out"),
+                                     "--tokenizer", str(model), "--context_length", "64"]))
+    model.write_bytes(llama_model_bytes)
+    p = TestPipeline()
+    _ = p | FimflowPipeline(plan)
+    with pytest.raises(Exception, match="changed after the run was planned: sha256"):
+        p.run().wait_until_finish()
+    assert not (tmp_path / "out" / "metadata.json").exists()
+
+
+def test_a_model_file_cut_between_two_pieces_is_refused(tmp_path, code_model_bytes, capsys):
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    proto = model_pb2.ModelProto.FromString(code_model_bytes)
+    cut = model_pb2.ModelProto(pieces=proto.pieces[:1500]).SerializeToString()
+    # Exactly a prefix of the file: what a copy that stopped early leaves.
+    assert code_model_bytes.startswith(cut) and len(model_pb2.ModelProto.FromString(cut).pieces) == 1500
+    (tmp_path / "cut.model").write_bytes(cut)
+    (tmp_path / "a.jsonl").write_text("\n".join(good_lines(5)) + "\n")
+    assert main(["run", "--input", str(tmp_path / "a.jsonl"), "--output", str(tmp_path / "out"),
+                 "--tokenizer", str(tmp_path / "cut.model")]) == 2
+    err = capsys.readouterr().err
+    assert "the model file is incomplete" in err and len(err.strip().splitlines()) == 1
+
+
+def test_dashed_flags_are_aliases_and_metadata_records_no_beam_secret(tmp_path, code_model_path):
+    (tmp_path / "a.jsonl").write_text("\n".join(good_lines(30)) + "\n")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(tmp_path / "a.jsonl"), "--output", str(out), "--tokenizer", code_model_path,
+                 "--context-length", "96", "--fim-rate=0.3", "--s3_secret_access_key=TOP-SECRET-KEY"]) == 0
+    text = (out / "metadata.json").read_text()
+    metadata = json.loads(text)
+    assert metadata["context_length"] == 96 and metadata["fim"]["rate"] == 0.3
+    assert "TOP-SECRET" not in text and "s3_secret_access_key" not in metadata["options"]
+    assert metadata["options"]["runner"] == "DirectRunner" and metadata["options"]["context_length"] == 96
+
+
+def test_the_command_line_check_keeps_beams_flags_and_refuses_what_beam_would_drop():
+    from pipeline.options import UsageError, checked_argv
+
+    beam_flags = ["--runner", "DirectRunner", "--direct_num_workers=2", "--experiments", "use_runner_v2",
+                  "--overwrite", "--seed", "-5", "--word_cache=false"]
+    assert checked_argv(beam_flags) == beam_flags
+    assert checked_argv(["--fim-span-unit", "line"]) == ["--fim_span_unit", "line"]
+    for argv, message in ((["stray"], "unexpected argument 'stray'"), (["-x"], "unknown option -x"),
+                          (["--context_len", "5"], "unknown option --context_len")):
+        with pytest.raises(UsageError, match=message):
+            checked_argv(argv)
