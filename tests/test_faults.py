@@ -214,3 +214,34 @@ def test_the_command_line_check_keeps_beams_flags_and_refuses_what_beam_would_dr
                           (["--context_len", "5"], "unknown option --context_len")):
         with pytest.raises(UsageError, match=message):
             checked_argv(argv)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs: a disk that fills up while the dataset is written."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_disk_that_fills_up_leaves_no_file_under_a_final_name_that_is_not_whole(tmp_path, small_disk,
+                                                                                 code_model_path, capsys):
+    (tmp_path / "a.jsonl").write_text("\n".join(good_lines(3000)) + "\n")
+    out = small_disk / "out"
+    assert main(["run", "--input", str(tmp_path / "a.jsonl"), "--output", str(out), "--tokenizer", code_model_path,
+                 "--context_length", "256", "--num_shards", "4"]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (out / "metadata.json").exists()
+    finished = sorted(out.glob("train-*.tfrecord"))
+    assert len(finished) < 4 and not list(out.glob(".tmp-*"))
+    # What did land under a final name reads back whole, checksums and all.
+    import tensorflow as tf
+
+    for shard in finished:
+        assert sum(1 for _ in tf.data.TFRecordDataset(str(shard))) > 0

@@ -6,6 +6,11 @@ serialized ``tf.train.Example``; returns ``ShardInfo`` per file.
 ``WriteMetadata``: statistics and shard infos -> ``metadata.json``, written
 after every shard exists, so its presence means the dataset is complete.
 
+Every file is written under a temporary name beginning ``.tmp-`` and renamed
+when complete, so a file under a final name is always whole: a full disk, a
+kill or a failed bundle leaves at most a temporary file, which the next run
+removes.
+
 Which shard an element goes to and its place in that shard depend only on a
 hash of its identity (``transforms.core.hashing.shard_key``), so the files are
 byte-identical on every runner and worker count. Every shard is written,
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Callable
 
 import apache_beam as beam
@@ -29,6 +35,25 @@ from transforms.schema import (ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, METADATA_F
                                REJECTED_REASON_PREFIX, SKIP_REASONS, TRAIN_PREFIX, Rejected, ShardInfo)
 
 logger = logging.getLogger(__name__)
+TEMPORARY_PREFIX = ".tmp-"
+
+
+def write_atomically(path: str, write: Callable, mime_type: str = "application/octet-stream"):
+    """Runs ``write(f)`` on a temporary file beside ``path``, then renames it to ``path``; returns its result."""
+    directory, name = FileSystems.split(path)
+    temporary = FileSystems.join(directory, f"{TEMPORARY_PREFIX}{name}-{uuid.uuid4().hex}")
+    try:
+        with FileSystems.create(temporary, mime_type=mime_type,
+                                compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            result = write(f)
+        FileSystems.rename([temporary], [path])
+    except BaseException:
+        try:
+            FileSystems.delete([temporary])
+        except Exception:  # Never created, or the storage is failing too: the next run removes it.
+            logger.debug("could not remove %s", temporary, exc_info=True)
+        raise
+    return result
 
 
 def shard_path(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
@@ -53,11 +78,13 @@ class _WriteShardFn(beam.DoFn):
         shard, keyed = shard_and_records
         records = sorted(kr for kr in keyed if kr is not None)
         path = shard_path(self._prefix, shard, self._num_shards, self._suffix)
-        size = 0
-        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+
+        def write(f) -> int:
             for _, record in records:
                 f.write(self._frame(record))
-                size += len(record)
+            return sum(len(record) for _, record in records)
+
+        size = write_atomically(path, write)
         logger.debug("wrote %s: %d records", path, len(records))
         yield ShardInfo(path, len(records), size)
 
@@ -133,7 +160,9 @@ def remove_dataset_files(output_dir: str) -> list[str]:
     if removed:
         FileSystems.delete(removed)
     patterns = [FileSystems.join(output_dir, f"{TRAIN_PREFIX}-*-of-*.tfrecord"),
-                FileSystems.join(output_dir, ERRORS_DIR, f"{REJECTED_PREFIX}-*-of-*.jsonl")]
+                FileSystems.join(output_dir, ERRORS_DIR, f"{REJECTED_PREFIX}-*-of-*.jsonl"),
+                FileSystems.join(output_dir, f"{TEMPORARY_PREFIX}*"),
+                FileSystems.join(output_dir, ERRORS_DIR, f"{TEMPORARY_PREFIX}*")]
     stale = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
     if stale:
         FileSystems.delete(stale)
@@ -219,8 +248,8 @@ class _WriteMetadataFn(beam.DoFn):
         check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR))
         metadata = dataset_metadata(self._static, stats, self._output_dir, shards, error_shards)
         path = FileSystems.join(self._output_dir, METADATA_FILE)
-        with FileSystems.create(path, mime_type="application/json") as f:
-            f.write(json.dumps(metadata, indent=2, sort_keys=True).encode() + b"\n")
+        content = json.dumps(metadata, indent=2, sort_keys=True).encode() + b"\n"
+        write_atomically(path, lambda f: f.write(content), mime_type="application/json")
         logger.info("wrote %s", path)
         yield path
 
