@@ -96,7 +96,8 @@ class FimflowOptions(PipelineOptions):
             help="Above this share of rejected records the run fails and writes no metadata.json.")
         # Also --overwrite=true/false: Flex Templates pass every parameter with a value.
         add("--overwrite", nargs="?", const=True, default=False, type=_parse_bool,
-            help="Replace a complete dataset at --output.")
+            help="Replace a complete dataset at --output. The earlier dataset is deleted before the new run "
+                 "starts: a failed or interrupted run leaves neither.")
         add("--word_cache", nargs="?", const=True, default=True, type=_parse_bool,
             help="Encode through a cache of word encodings, and re-encode only the words at FIM cuts, "
                  "where the tokenizer's vocabulary proves it exact; false encodes every text whole "
