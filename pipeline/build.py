@@ -44,6 +44,7 @@ def static_metadata(plan: RunPlan) -> dict:
         "num_buckets": plan.num_buckets,
         "num_shards": plan.num_shards,
         "inputs": len(plan.files),
+        "input_bytes": plan.input_bytes,
         # Round-trip through JSON so metadata.json holds only what JSON can.
         "options": json.loads(json.dumps(plan.options, default=str, sort_keys=True)),
     }

@@ -245,3 +245,18 @@ def test_a_disk_that_fills_up_leaves_no_file_under_a_final_name_that_is_not_whol
 
     for shard in finished:
         assert sum(1 for _ in tf.data.TFRecordDataset(str(shard))) > 0
+
+
+def test_a_file_cut_short_counts_its_bytes_against_the_error_budget(tmp_path, code_model_path, capsys):
+    import gzip
+
+    big = gzip.compress(("\n".join(good_lines(20_000)) + "\n").encode())
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "big.jsonl.gz").write_bytes(big[:len(big) // 50])
+    (tmp_path / "in" / "ok.jsonl").write_text("\n".join(good_lines(400)) + "\n")
+    # One unreadable_file record among hundreds is within a 1% record budget; its bytes are not.
+    assert main(["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+                 "--tokenizer", code_model_path, "--context_length", "64"]) == 1
+    err = capsys.readouterr().err
+    assert "input bytes are in files that could not be read to the end" in err
+    assert not (tmp_path / "out" / "metadata.json").exists()

@@ -193,8 +193,18 @@ def summarize(stats: dict) -> dict:
     }
 
 
-def check_complete(stats: dict, max_error_fraction: float, errors_dir: str) -> None:
-    """Raises ``DatasetIncompleteError`` unless every record read is accounted for and errors are in budget."""
+def check_complete(stats: dict, max_error_fraction: float, errors_dir: str, input_bytes: int = 0) -> None:
+    """Raises ``DatasetIncompleteError`` unless every record read is accounted for and errors are in budget.
+
+    The budget holds for records and for the bytes of files that could not
+    be read to the end: such a file may have held many records.
+    """
+    unreadable = stats.get("bytes_in_error", 0)
+    if input_bytes and unreadable / input_bytes > max_error_fraction:
+        raise DatasetIncompleteError(
+            f"{unreadable} of {input_bytes} input bytes are in files that could not be read to the end "
+            f"({unreadable / input_bytes:.2%}), above --max_error_fraction={max_error_fraction}. "
+            f"See the unreadable_file lines in {errors_dir}; metadata.json not written.")
     records = stats.get("records_read", 0)
     documents = stats.get("documents", 0)
     rejected = stats.get("records_rejected", 0)
@@ -245,7 +255,8 @@ class _WriteMetadataFn(beam.DoFn):
         connect_anonymously_to_emulator()
 
     def process(self, _, stats: dict, shards: list, error_shards: list):
-        check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR))
+        check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR),
+                       self._static.get("input_bytes", 0))
         metadata = dataset_metadata(self._static, stats, self._output_dir, shards, error_shards)
         path = FileSystems.join(self._output_dir, METADATA_FILE)
         content = json.dumps(metadata, indent=2, sort_keys=True).encode() + b"\n"
