@@ -23,6 +23,7 @@ so that tokenization of one large file is spread over all workers.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -75,6 +76,8 @@ class _ByteStream:
             except Exception as e:
                 self.error = self.error or e
                 raise
+        # Kept, so that a method called once per line is wrapped once per file.
+        setattr(self, name, call)
         return call
 
     def __enter__(self):
@@ -118,12 +121,12 @@ class RecordReader:
         self._id_field = id_field
         self._max_file_bytes = max_file_bytes
 
-    def read(self, path: str) -> Iterator[Document | Rejected]:
+    def read(self, path: str, size: Optional[int] = None) -> Iterator[Document | Rejected]:
         """Every record of ``path``; a file whose content breaks off (a truncated .gz, a corrupt
         Parquet footer) ends with one ``unreadable_file`` record; a storage failure raises
         ``StorageError``."""
         reader = {"jsonl": self._read_jsonl, "parquet": self._read_parquet,
-                  "text": self._read_text_file}[file_format(path)]
+                  "text": functools.partial(self._read_text_file, size=size)}[file_format(path)]
         stream = _ByteStream(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
         index = 0
         with stream:
@@ -215,8 +218,9 @@ class RecordReader:
                 index += 1
 
 
-    def _read_text_file(self, path: str, stream: _ByteStream) -> Iterator[Document | Rejected]:
-        size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    def _read_text_file(self, path: str, stream: _ByteStream, size: Optional[int]) -> Iterator[Document | Rejected]:
+        if size is None:
+            size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
         if size > self._max_file_bytes:
             yield Rejected(path, 0, "file_too_large", f"{size} bytes > {self._max_file_bytes}", "")
             return
@@ -274,7 +278,7 @@ class ReadFileStep:
 
     def __call__(self, file: InputFile, stats: Stats):
         check_unchanged(file)
-        for item in self._reader.read(file.path):
+        for item in self._reader.read(file.path, file.size):
             stats["records_read"] += 1
             if isinstance(item, Rejected):
                 stats["records_rejected"] += 1

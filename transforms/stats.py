@@ -70,6 +70,7 @@ class StepWithStats(beam.PTransform):
         super().__init__()
         self._fn = _StepFn(namespace, step, dict(tagged or {}))
         self._main = main
+        self._tags = tuple((tagged or {}).values())
         self._input_type = input_type
         self._output_type = output_type
 
@@ -79,9 +80,8 @@ class StepWithStats(beam.PTransform):
             pardo = pardo.with_input_types(self._input_type)
         if self._output_type is not None:
             pardo = pardo.with_output_types(self._output_type)
-        results = elements | "Run" >> pardo.with_outputs(STATS_TAG, *self._fn._tagged.values(),
-                                                         main=self._main)
-        return {name: results[name] for name in (self._main, *self._fn._tagged.values(), STATS_TAG)}
+        results = elements | "Run" >> pardo.with_outputs(STATS_TAG, *self._tags, main=self._main)
+        return {name: results[name] for name in (self._main, *self._tags, STATS_TAG)}
 
 
 class _SumStats(beam.CombineFn):
