@@ -51,7 +51,8 @@ def _run(argv: list[str]) -> int:
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
     from pipeline.build import FimflowPipeline
-    from pipeline.options import FimflowOptions, UsageError, checked_argv, plan_run
+    from pipeline.options import FimflowOptions, UsageError, checked_argv, is_direct, plan_run
+    from transforms.beam_workarounds import local_runner
     from transforms.schema import METADATA_FILE
     from transforms.write import remove_dataset_files
 
@@ -77,7 +78,9 @@ def _run(argv: list[str]) -> int:
         # Workers import fimflow as an installed package; pickling __main__
         # (Beam's default on Dataflow) would only add a way to break.
         setup.save_main_session = False
-    pipeline = beam.Pipeline(options=options)
+    # Locally, the Python runner every test runs on; never Prism by surprise.
+    runner = local_runner(options) if is_direct(options) else None
+    pipeline = beam.Pipeline(runner=runner, options=options)
     _ = pipeline | "Fimflow" >> FimflowPipeline(plan)
     template = options.view_as(GoogleCloudOptions).template_location
     if template:

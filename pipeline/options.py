@@ -142,12 +142,13 @@ class RunPlan:
     options: dict
 
 
-def _is_direct(options: PipelineOptions) -> bool:
-    return options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
+def is_direct(options: PipelineOptions) -> bool:
+    """Whether the run is local on Beam's Python runner: no ``--runner``, ``DirectRunner`` or ``FnApiRunner``."""
+    return options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct", "FnApiRunner")
 
 
 def _runs_in_one_process(options: PipelineOptions) -> bool:
-    return _is_direct(options) and options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    return is_direct(options) and options.view_as(DirectOptions).direct_running_mode == "in_memory"
 
 
 def default_tokenizer_processes(options: PipelineOptions) -> int:
@@ -340,7 +341,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         _check(o.output is not None, "--output is required with --input")
         files = resolve_inputs(o.input, o.include, o.exclude)
     else:
-        _check(_is_direct(options),
+        _check(is_direct(options),
                "--input is required on this runner: the default corpus exists only on this machine")
         files = defaults.default_corpus_files()
         _check(bool(files), "no --input given and the default corpus (Python standard library) was not found")

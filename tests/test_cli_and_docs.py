@@ -152,3 +152,16 @@ def test_the_built_package_holds_every_module_and_the_bundled_model(tmp_path):
                for p in (ROOT / package).rglob("*.py")}
     assert sources and sources <= names, sorted(sources - names)
     assert "pipeline/assets/fimflow-code-16k.model" in names
+
+
+def test_local_runs_use_beams_python_runner_and_never_try_prism(tmp_path, code_model_path, caplog):
+    """Beam's DirectRunner tries Prism first (downloading it where it can): fimflow pins what the tests run."""
+    import logging
+
+    corpus = tmp_path / "a.jsonl"
+    corpus.write_text('{"content": "def f(x):\\n    return x\\n"}\n')
+    caplog.set_level(logging.INFO)
+    for extra in ([], ["--runner", "DirectRunner"]):
+        assert cli.main(["run", "--input", str(corpus), "--output", str(tmp_path / "out"), "--overwrite",
+                         "--tokenizer", code_model_path, "--context_length", "64", *extra]) == 0
+    assert "Running pipeline with" not in caplog.text and "Prism" not in caplog.text
