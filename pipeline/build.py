@@ -8,6 +8,7 @@ the tests (with ``TestPipeline``) and the benchmark all build it this way.
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import apache_beam as beam
 
@@ -55,12 +56,14 @@ class FimflowPipeline(beam.PTransform):
 
     Writes the shards, the dead letters and ``metadata.json`` under
     ``plan.output``; fails (writing no ``metadata.json``) when a record is
-    unaccounted for or the error budget is exceeded.
+    unaccounted for or the error budget is exceeded. ``run_id``: the
+    ``OutputLock`` this run holds, checked before ``metadata.json`` is written.
     """
 
-    def __init__(self, plan: RunPlan):
+    def __init__(self, plan: RunPlan, run_id: Optional[str] = None):
         super().__init__()
         self._plan = plan
+        self._run_id = run_id
 
     def expand(self, pbegin):
         plan = self._plan
@@ -83,4 +86,4 @@ class FimflowPipeline(beam.PTransform):
         error_shards = read["rejected"] | "WriteRejected" >> WriteRejected(plan.output)
         merged = tuple(stats) | "MergeStats" >> MergeStats()
         return merged | "WriteMetadata" >> WriteMetadata(
-            plan.output, static_metadata(plan), plan.max_error_fraction, shards, error_shards)
+            plan.output, static_metadata(plan), plan.max_error_fraction, shards, error_shards, self._run_id)

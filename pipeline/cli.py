@@ -11,6 +11,7 @@ from typing import Optional
 
 # fimflow's own loggers; Beam's stay as the user configured them.
 PACKAGE_LOGGERS = ("pipeline", "transforms", "bench")
+BEAM_DOFN_ERROR_LOGGER = "apache_beam.runners.common"
 logger = logging.getLogger(__name__)
 
 
@@ -36,6 +37,9 @@ def configure_logging(level: str = "INFO") -> None:
             package.addHandler(handler)
         package.setLevel(level)
         package.propagate = False
+    # Beam logs each failing DoFn with its traceback; fimflow reports the cause
+    # in one line, and shows Beam's traceback at DEBUG.
+    logging.getLogger(BEAM_DOFN_ERROR_LOGGER).setLevel(logging.NOTSET if level == "DEBUG" else logging.CRITICAL)
 
 USAGE = """usage: fimflow {run,train-tokenizer,inspect} [options]
 
@@ -47,14 +51,13 @@ USAGE = """usage: fimflow {run,train-tokenizer,inspect} [options]
 
 def _run(argv: list[str]) -> int:
     import apache_beam as beam
-    from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
     from pipeline.build import FimflowPipeline
     from pipeline.options import FimflowOptions, UsageError, checked_argv, is_direct, plan_run
     from transforms.beam_workarounds import local_runner
+    from transforms.output_lock import OutputBusyError, OutputLock
     from transforms.schema import METADATA_FILE
-    from transforms.write import remove_dataset_files
 
     if "-h" in argv or "--help" in argv:
         parser = argparse.ArgumentParser(prog="fimflow run", description=(
@@ -70,29 +73,64 @@ def _run(argv: list[str]) -> int:
         logger.error("fimflow run: error: %s", e)
         return 2
     configure_logging(options.view_as(FimflowOptions).log_level)
-    logger.info("fimflow: %d input file(s) -> %s (%d buckets, %d shards)",
-                len(plan.files), plan.output, plan.num_buckets, plan.num_shards)
     start = time.monotonic()
     setup = options.view_as(SetupOptions)
     if setup.save_main_session is None:
         # Workers import fimflow as an installed package; pickling __main__
         # (Beam's default on Dataflow) would only add a way to break.
         setup.save_main_session = False
+    template = options.view_as(GoogleCloudOptions).template_location
     # Locally, the Python runner every test runs on; never Prism by surprise.
     runner = local_runner(options) if is_direct(options) else None
     pipeline = beam.Pipeline(runner=runner, options=options)
-    _ = pipeline | "Fimflow" >> FimflowPipeline(plan)
-    template = options.view_as(GoogleCloudOptions).template_location
+    lock = OutputLock(plan.output)
+    _ = pipeline | "Fimflow" >> FimflowPipeline(plan, None if template else lock.run_id)
     if template:
         pipeline.run()
         logger.info("fimflow: wrote the Dataflow job template %s; nothing was submitted", template)
         return 0
-    removed = remove_dataset_files(plan.output)
+    try:
+        lock.acquire()
+    except OutputBusyError as e:
+        logger.error("fimflow run: error: %s", e)
+        return 2
+    logger.info("fimflow: %d input file(s) -> %s (%d buckets, %d shards)",
+                len(plan.files), plan.output, plan.num_buckets, plan.num_shards)
+    try:
+        return _run_holding(pipeline, plan, options, lock, start)
+    except KeyboardInterrupt:
+        logger.error("fimflow run: interrupted; no %s written", METADATA_FILE)
+        return 130
+    finally:
+        lock.release()
+
+
+def _run_holding(pipeline, plan, options, lock, start: float) -> int:
+    """The run once this process holds the output: clear what an earlier run left, run, summarize."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.options import FimflowOptions, UsageError, check_no_dataset
+    from transforms.schema import METADATA_FILE
+    from transforms.write import remove_dataset_files
+
+    try:
+        # Under the lock: a run that finished since planning is seen here.
+        check_no_dataset(plan.output, options.view_as(FimflowOptions).overwrite)
+        removed = remove_dataset_files(plan.output)
+    except UsageError as e:
+        logger.error("fimflow run: error: %s", e)
+        return 2
+    except Exception as e:  # Each filesystem raises its own.
+        logger.debug("fimflow run: clearing the output failed", exc_info=True)
+        logger.error("fimflow run: error: cannot clear %s: %s: %s", plan.output, type(e).__name__, e)
+        return 1
     if removed:
         logger.info("fimflow: removed %d file(s) of an earlier run at %s", len(removed), plan.output)
     try:
         state = pipeline.run().wait_until_finish()
     except Exception as e:  # The runner wraps worker errors; the last line is the cause.
+        if _interrupted(e):
+            raise KeyboardInterrupt from e
         logger.debug("fimflow run: the pipeline failed", exc_info=True)
         message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         logger.error("fimflow run: failed: %s", message)
@@ -106,6 +144,17 @@ def _run(argv: list[str]) -> int:
         metadata = json.load(f)
     print(format_summary(metadata, elapsed, plan.input_bytes))
     return 0
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is a Ctrl-C that the runner wrapped into its own exception."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt) or str(error).startswith("KeyboardInterrupt"):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def format_summary(metadata: dict, seconds: float, input_bytes: int) -> str:

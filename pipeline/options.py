@@ -316,6 +316,36 @@ def recorded_options(options: PipelineOptions) -> dict:
             **{dest: getattr(o, dest) for dest in sorted(dests)}}
 
 
+def check_no_dataset(output: str, overwrite: bool) -> None:
+    """Raises ``UsageError`` if ``output`` holds a complete dataset and ``overwrite`` is off."""
+    _check(overwrite or not FileSystems.exists(FileSystems.join(output, METADATA_FILE)),
+           f"--output {output} already holds a complete dataset ({METADATA_FILE}); "
+           "pass --overwrite to replace it or choose another --output")
+
+
+def _inside(path: str, directory: str) -> bool:
+    if "://" not in path and "://" not in directory:
+        path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return path == directory.rstrip("/") or path.startswith(directory.rstrip("/") + "/")
+
+
+def check_output_outside_inputs(output: str, patterns: list[str], files: list[InputFile]) -> None:
+    """Raises ``UsageError`` if the run would read its own output, now or on a rerun.
+
+    A directory input (or a ``**`` glob) is read recursively, so an output
+    inside it would be read as input by the next run; a planned file inside
+    the output is read by this one.
+    """
+    for pattern in patterns:
+        wildcard = min((pattern.index(c) for c in "*?[" if c in pattern), default=None)
+        recursive = wildcard is None and "://" not in pattern and os.path.isdir(pattern) or "**" in pattern
+        root = pattern if wildcard is None else pattern[:wildcard].rsplit("/", 1)[0]
+        _check(not (recursive and _inside(output, root)),
+               f"--output {output} is inside --input {pattern}: the run would read its own output")
+    inside = [f.path for f in files if _inside(f.path, output)]
+    _check(not inside, f"--input matches {len(inside)} file(s) inside --output {output}, e.g. {inside[:1]}")
+
+
 def _check(condition: bool, message: str):
     if not condition:
         raise UsageError(message)
@@ -360,10 +390,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         raise UsageError(f"--tokenizer {tokenizer_path}: {e}") from e
     except Exception as e:  # SentencePiece refuses non-models with a RuntimeError.
         raise UsageError(f"--tokenizer {tokenizer_path}: not a SentencePiece model ({e})") from e
-    existing = FileSystems.join(output, METADATA_FILE)
-    _check(o.overwrite or not FileSystems.exists(existing),
-           f"--output {output} already holds a complete dataset ({METADATA_FILE}); "
-           "pass --overwrite to replace it or choose another --output")
+    check_output_outside_inputs(output, o.input or [], files)
     text_bytes = _estimated_text_bytes(files)
     processes = o.tokenizer_processes or default_tokenizer_processes(options)
     return RunPlan(

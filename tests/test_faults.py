@@ -260,3 +260,108 @@ def test_a_file_cut_short_counts_its_bytes_against_the_error_budget(tmp_path, co
     err = capsys.readouterr().err
     assert "input bytes are in files that could not be read to the end" in err
     assert not (tmp_path / "out" / "metadata.json").exists()
+
+
+def _tiny_corpus(tmp_path) -> Path:
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("\n".join(good_lines(20)) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("where", ["local", "gs"])
+def test_a_second_writer_on_the_same_output_is_refused_before_it_writes(request, tmp_path, code_model_path,
+                                                                        capsys, where):
+    from transforms.output_lock import OutputLock
+
+    output = str(tmp_path / "out") if where == "local" else request.getfixturevalue("gcs").url("busy")
+    first = OutputLock(output).acquire()
+    try:
+        code = main(["run", "--input", str(_tiny_corpus(tmp_path)), "--output", output,
+                     "--tokenizer", code_model_path, "--context_length", "64"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"is being written by another run (id {first.run_id}" in err
+        assert len(err.strip().splitlines()) == 1
+    finally:
+        first.release()
+    assert main(["run", "--input", str(_tiny_corpus(tmp_path)), "--output", output,
+                 "--tokenizer", code_model_path, "--context_length", "64"]) == 0
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, code_model_path):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".fimflow-run.lock").write_text(json.dumps({"run_id": "old", "host": socket.gethostname(),
+                                                       "pid": int(dead.stdout)}))
+    assert main(["run", "--input", str(_tiny_corpus(tmp_path)), "--output", str(out),
+                 "--tokenizer", code_model_path, "--context_length", "64"]) == 0
+    assert (out / "metadata.json").exists() and not (out / ".fimflow-run.lock").exists()
+
+
+def test_metadata_is_not_written_when_another_run_took_the_output(tmp_path, code_model_path):
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipeline.build import FimflowPipeline
+    from transforms.output_lock import OutputLock
+
+    plan = plan_run(PipelineOptions(["--input", str(_tiny_corpus(tmp_path)), "--output", str(tmp_path / "out"),
+                                     "--tokenizer", code_model_path, "--context_length", "64"]))
+    other = OutputLock(plan.output).acquire()
+    p = TestPipeline()
+    _ = p | FimflowPipeline(plan, run_id="this-run")
+    with pytest.raises(Exception, match="no longer holds"):
+        p.run().wait_until_finish()
+    other.release()
+    assert not (tmp_path / "out" / "metadata.json").exists()
+
+
+def test_an_unwritable_output_fails_in_one_line_before_the_pipeline(tmp_path, code_model_path, capsys, gcs):
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    (locked / "out").write_text("a file where a folder should be")
+    for output in (str(locked / "out"), "gs://no-such-bucket-here/out"):
+        code = main(["run", "--input", str(_tiny_corpus(tmp_path)), "--output", output,
+                     "--tokenizer", code_model_path, "--context_length", "64"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and f"cannot write to {output}" in err and len(err.splitlines()) == 1, err
+
+
+def test_an_output_inside_an_input_directory_is_refused(tmp_path, code_model_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("a = 1\n")
+    for inputs in ([str(src)], [str(src / "**")]):
+        args = [x for i in inputs for x in ("--input", i)]
+        assert main(["run", *args, "--output", str(src / "out"), "--tokenizer", code_model_path]) == 2
+        assert "the run would read its own output" in capsys.readouterr().err
+    assert not (src / "out").exists()
+
+
+def test_ctrl_c_ends_the_run_with_one_line_and_exit_130(tmp_path, code_model_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import stdlib_sources
+
+    corpus = tmp_path / "big.jsonl"
+    corpus.write_text("".join(json.dumps({"content": d}) + "\n" for d in stdlib_sources(3_000_000) * 10))
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--input", str(corpus), "--output", str(out),
+                                "--tokenizer", code_model_path, "--tokenizer_processes", "1"],
+                               stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 60
+    while not (out / ".fimflow-run.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=60)[1]
+    lines = [line for line in err.strip().splitlines() if not line.startswith("WARNING: Location")]
+    assert process.returncode == 130, err[-2000:]
+    assert lines[-1] == "fimflow run: interrupted; no metadata.json written" and "Traceback" not in err
+    assert not (out / "metadata.json").exists() and not (out / ".fimflow-run.lock").exists()

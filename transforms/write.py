@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Callable
+from typing import Callable, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -31,6 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import shard_key
 from transforms.core.records import example_record, tfrecord_frame
+from transforms.output_lock import check_lock_holder
 from transforms.schema import (ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, METADATA_FILE, REJECTED_PREFIX,
                                REJECTED_REASON_PREFIX, SKIP_REASONS, TRAIN_PREFIX, Rejected, ShardInfo)
 
@@ -246,10 +247,11 @@ def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, e
 
 
 class _WriteMetadataFn(beam.DoFn):
-    def __init__(self, output_dir: str, static: dict, max_error_fraction: float):
+    def __init__(self, output_dir: str, static: dict, max_error_fraction: float, run_id: Optional[str]):
         self._output_dir = output_dir
         self._static = static
         self._max_error_fraction = max_error_fraction
+        self._run_id = run_id
 
     def setup(self):
         connect_anonymously_to_emulator()
@@ -258,6 +260,7 @@ class _WriteMetadataFn(beam.DoFn):
         check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR),
                        self._static.get("input_bytes", 0))
         metadata = dataset_metadata(self._static, stats, self._output_dir, shards, error_shards)
+        check_lock_holder(self._output_dir, self._run_id)
         path = FileSystems.join(self._output_dir, METADATA_FILE)
         content = json.dumps(metadata, indent=2, sort_keys=True).encode() + b"\n"
         write_atomically(path, lambda f: f.write(content), mime_type="application/json")
@@ -271,12 +274,14 @@ class WriteMetadata(beam.PTransform):
     In: the merged statistics (one dict) as the input; ``ShardInfo``s of the
     dataset and of the dead letters as side inputs. Out: the metadata path.
     Fails the pipeline instead, writing nothing, when a record is unaccounted
-    for or too many records were rejected.
+    for, too many records were rejected, or (given ``run_id``) the run no
+    longer holds the output's lock.
     """
 
-    def __init__(self, output_dir: str, static: dict, max_error_fraction: float, shards, error_shards):
+    def __init__(self, output_dir: str, static: dict, max_error_fraction: float, shards, error_shards,
+                 run_id: Optional[str] = None):
         super().__init__()
-        self._fn = _WriteMetadataFn(output_dir, static, max_error_fraction)
+        self._fn = _WriteMetadataFn(output_dir, static, max_error_fraction, run_id)
         self._shards = shards
         self._error_shards = error_shards
 
