@@ -67,8 +67,10 @@ def test_too_many_errors_fail_the_run_without_metadata(tmp_path, code_model_path
     assert main(["run", "--input", str(tmp_path / "in"), "--output", str(out), "--tokenizer", code_model_path,
                  "--context_length", "128", "--max_file_bytes", "1000000"]) == 1
     err = capsys.readouterr().err
-    assert "10 of 47 records in error" in err and "above --max_error_fraction=0.01" in err
-    assert "top reasons: invalid_utf8: 2, text_not_string: 2, binary_file: 1" in err
+    # The binary file is skipped by content type: a dead letter, not an error.
+    assert "9 of 47 records in error" in err and "above --max_error_fraction=0.01" in err
+    assert "top reasons: invalid_utf8: 2, text_not_string: 2, file_too_large: 1" in err
+    assert "--include/--exclude" in err
     assert not (out / "metadata.json").exists()
     assert (out / "errors" / "rejected-00000-of-00001.jsonl").exists()
 
@@ -184,3 +186,16 @@ def test_a_record_unaccounted_for_between_stages_fails_the_run():
     check_complete({"records_read": 5, "documents": 4, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
     with pytest.raises(DatasetIncompleteError, match="5 records read but 3 documents and 1 rejected"):
         check_complete({"records_read": 5, "documents": 3, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
+
+
+def test_binary_files_beside_sources_are_skipped_not_errors(tmp_path, code_model_path):
+    src = tmp_path / "pkg"
+    (src / "__pycache__").mkdir(parents=True)
+    for i, doc in enumerate(GOOD[:10]):
+        (src / f"m{i}.py").write_text(doc)
+        (src / "__pycache__" / f"m{i}.cpython-311.pyc").write_bytes(b"\xa7\r\r\n\0\0\0\0" + doc.encode()[:50])
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(src), "--output", str(out), "--tokenizer", code_model_path,
+                 "--context_length", "128"]) == 0
+    errors = json.loads((out / "metadata.json").read_text())["errors"]
+    assert errors["by_reason"] == {"binary_file": 10} and errors["records_in_error"] == 0

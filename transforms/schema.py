@@ -37,8 +37,9 @@ EXAMPLE_FEATURES = ("input_ids", "segment_ids", "positions")
 FRAGMENT_HISTOGRAM_PREFIX = "fragment_tokens_le_"
 REJECTED_REASON_PREFIX = "rejected/"
 # Rejected for a reason that says nothing about the corpus being broken (an
-# empty __init__.py): written to the dead letters, not counted as errors.
-SKIP_REASONS = ("empty_document",)
+# empty __init__.py, a .pyc beside the sources): written to the dead letters,
+# counted by reason, not counted as errors.
+SKIP_REASONS = ("empty_document", "binary_file")
 
 SPAN_UNITS = ("char", "line", "token")
 FIM_LEVELS = ("context", "document")

@@ -224,7 +224,8 @@ def check_complete(stats: dict, max_error_fraction: float, errors_dir: str, inpu
         raise DatasetIncompleteError(
             f"{in_error} of {records} records in error ({in_error / records:.2%}), above "
             f"--max_error_fraction={max_error_fraction}; top reasons: {top}. "
-            f"See {errors_dir}; metadata.json not written.")
+            f"See {errors_dir}; leave files out with --include/--exclude (e.g. --exclude '*.min.js'). "
+            "metadata.json not written.")
 
 
 def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, error_shards: list) -> dict:
