@@ -286,3 +286,28 @@ def test_words_encode_independently_where_the_tokenizer_says_so(request, tokeniz
     assert tokenizer.encodes_words_independently
     words = [w for w in re.split(r"(?<=[^ ])(?= )", text) if w]
     assert tokenizer.encode_fragments([text])[0].tolist() == [i for w in words for i in tokenizer.encode_fragments([w])[0]]
+
+
+@pytest.mark.parametrize("context_length", [48, 64, 200])
+def test_document_level_fim_counts_each_example_cut_by_packing_once(code_tokenizer, context_length):
+    from transforms.core.fim import fim_document
+    from transforms.core.hashing import content_hash
+    from transforms.core.packing import pack_bucket
+    from transforms.schema import TokenizedDocument
+    from tests.conftest import stdlib_sources
+
+    texts = [t[:rng_len] for t, rng_len in zip(stdlib_sources(200_000, seed=3), range(30, 3000, 97))]
+    config = FimConfig(context_length, rate=0.7, level="document")
+    docs = [fim_document(TokenizedDocument(content_hash(t), ids), 5, config, code_tokenizer)[0]
+            for t, ids in zip(texts, code_tokenizer.encode_documents_fast(texts))]
+    # Ground truth from the packed stream: an example is cut when a chunk boundary falls inside it
+    # (its <eot> included).
+    expected, start = 0, 0
+    for doc in docs:
+        end = start + len(doc.ids) + 1
+        is_fim = doc.ids[0] == code_tokenizer.special.fim_prefix
+        expected += is_fim and (start // context_length) != ((end - 1) // context_length)
+        start = end
+    chunks = list(pack_bucket(0, docs, context_length, code_tokenizer.special.eot))
+    counted = sum(fim_chunk(c, 5, config, code_tokenizer)[1]["document_fim_examples_cut"] for c in chunks)
+    assert expected > 0 and counted == expected

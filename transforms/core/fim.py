@@ -141,12 +141,17 @@ def _fragments(ids: np.ndarray, eot: int):
         yield ids[start:], False, len(ids)
 
 
-def _count_document_fim(fragment: np.ndarray, with_eot: bool, first: bool, sp, stats: Stats) -> None:
-    """Counts the tokens of document-level FIM examples, and those that the chunk boundary cut apart."""
+def _count_document_fim(fragment: np.ndarray, with_eot: bool, sp, stats: Stats) -> None:
+    """Counts the tokens of document-level FIM examples, and those that a chunk boundary cut apart.
+
+    A cut example is counted once, in the chunk where it starts (its fragment
+    begins with the prefix sentinel and has no ``<eot>`` there), not again in
+    the chunks that hold the rest of it.
+    """
     if not np.any((fragment == sp.fim_middle) | (fragment == sp.fim_prefix)):
         return
     stats["fim_tokens"] += len(fragment) + with_eot
-    if not with_eot or (first and fragment[0] != sp.fim_prefix):
+    if not with_eot and fragment[0] == sp.fim_prefix:
         stats["document_fim_examples_cut"] += 1
 
 
@@ -189,7 +194,7 @@ def _segments(ids: np.ndarray, rng, config: FimConfig, tokenizer: Tokenizer, sta
             stats[_fragment_bucket(len(fragment))] += 1
             draws = None
             if config.level == "document":
-                _count_document_fim(fragment, with_eot, not segments, sp, stats)
+                _count_document_fim(fragment, with_eot, sp, stats)
             else:
                 stats["fim_candidates"] += 1
                 draws = _draw(rng, config)
