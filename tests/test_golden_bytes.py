@@ -2,10 +2,12 @@
 
 The corpus is generated here from a seeded generator and tokenized with the
 bundled model (a file in the repository), so the bytes depend on nothing
-that differs between machines. The digests were recorded from the commit
-before the package restructure; a change that alters any shard (one id, one
-record's order) fails here. A deliberate change of the output format updates
-them in the same commit, saying why.
+that differs between machines. A change that alters any shard (one id, one
+record's order) fails here; a deliberate change of the output updates them
+in the same commit, saying why. History:
+* recorded before the package restructure (32df031), which kept them;
+* identical documents scattered over their bucket instead of side by side
+  (the corpus holds one duplicate, so every shard's order changed).
 """
 
 from __future__ import annotations
@@ -64,14 +66,14 @@ CONFIGS = {
     "document_level": ["--fim_level", "document"],
 }
 GOLDEN = {
-    "context_char": ("8573933dec9606c0cd707f79ac2a1176ffce353d04cc235680cdb724824fbf2b",
-                     "f9c2602e2bade763763bb7dfbee30cde7a39f8472f7666555f8e5dd212e6eb09"),
-    "line_keep_middle_capped": ("6e45f81254228efab88d2bc3dc4b32aeb070dda2ca3045a1e63f7a6cf4c48ee0",
-                                "a28b723eb041c697d855e1df85488abfa7fecfa3d4e214cccea68f6bd8b64aea"),
-    "token_min_fragment": ("3fabc95f484c9199f503e7642f89521e8d7253c345379b6bac75d9cef78d5202",
-                           "d87c18b7ff84f794c3a637bb5e759bf3bd6386baa95d5c16bc9cb5bccc8f2605"),
-    "document_level": ("383ef00cd6b22fd5aa558d85800f0087f21681e870147897603fbe96dbe1d29c",
-                       "2e7df505c95005ca91c573584548f9ddf06932ec5293284bf32c90c1b18fd215"),
+    "context_char": ("aa7f68a0cf0117f74fc92b96789b2c8714142108bab1f2822d457fc425bffc62",
+                     "145edcd0a36bdae625ef8fb344521281c4eacdf6d36d089a726c3baef275be87"),
+    "line_keep_middle_capped": ("c0b433e585a45c0540ae6216bbae021362f8d3b2f7ed67e8a9c4b9f729ea52f1",
+                                "e77f5071326677e9da3620bc938edeee255fac185e0ec6f748eec1f7f5d7e19e"),
+    "token_min_fragment": ("4bba9ba4749a8edb0d2663e745081bc98971f80cb31676d9327e7695167c562c",
+                           "b4931b0e52abc8e913e45547cb30b5d7537329f50649d5b082c7f65da83c72f9"),
+    "document_level": ("56091a1e493ec03871c2fb499c49ae1a051de1197e1769e24e84b142d7242229",
+                       "9e47160610f693ebc4a234f0a0949c938223880421a9d31c608b433159c98de2"),
 }
 
 

@@ -153,3 +153,19 @@ def test_the_whole_pipeline_is_one_composite_and_its_counts_are_beam_counters(tm
         assert metadata["counts"][name] == counters[name] > 0, name
     assert metadata["errors"]["records_read"] == counters["records_read"] == len(docs) + 1
     assert metadata["errors"]["by_reason"] == {"text_not_string": 1} == {"text_not_string": counters["rejected/text_not_string"]}
+
+
+def test_identical_documents_are_scattered_over_their_bucket_not_packed_together():
+    dup = TokenizedDocument(content_hash("licence header"), np.arange(5, dtype=np.int32))
+    docs = _tokenized(200) + [dup] * 40
+
+    def scattered(orders):
+        (order,) = orders
+        adjacent = sum(a == b == dup.content_hash for a, b in zip(order, order[1:]))
+        # 40 copies among 240 documents placed at random: about 6 neighbours; side by side, 39.
+        assert order.count(dup.content_hash) == 40 and adjacent < 15, adjacent
+
+    with TestPipeline() as p:
+        out = (p | beam.Create(docs) | ShuffleDocuments(7, num_buckets=1)
+               | beam.Map(lambda kv: [d.content_hash for d in kv[1]]))
+        assert_that(out, scattered)

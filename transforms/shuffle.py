@@ -4,7 +4,8 @@ In: ``TokenizedDocument``. Out: ``(bucket, documents)`` with the documents of
 each bucket in their shuffled order.
 
 Each document's position in the shuffled corpus is a keyed hash of the seed
-and its content (``transforms.core.hashing.shuffle_key``), so the order
+and its content (and, for the second and later copies of identical
+documents, its copy number) (``transforms.core.hashing.shuffle_key``), so the order
 depends only on the data and the seed, not on the runner, the worker count or
 retries. The hash also assigns the document to one of ``num_buckets``
 buckets; the concatenation of buckets in bucket order is one random
@@ -32,10 +33,24 @@ def keyed_by_bucket(doc, seed, num_buckets):
     return key % num_buckets, (key, doc)
 
 
-def sorted_bucket(keyed: Iterable[tuple[int, TokenizedDocument]]) -> list[TokenizedDocument]:
-    """A bucket's documents in shuffled order."""
-    # Equal keys mean equal content and equal ids, so any tie order gives the same bytes.
-    return [doc for _, doc in sorted(keyed, key=lambda kd: (kd[0], kd[1].content_hash))]
+def sorted_bucket(keyed: Iterable[tuple[int, TokenizedDocument]], seed: int) -> list[TokenizedDocument]:
+    """A bucket's documents in shuffled order, identical documents apart.
+
+    Identical documents (licence headers, vendored files) share a content
+    hash, so a key, so a bucket; left alone they would sit side by side and
+    be packed into the same contexts. Every copy after the first gets a key
+    of its own, from its content and its copy number, so the copies scatter
+    over the bucket. Copies are identical, so which is which changes no byte.
+    """
+    ordered = sorted(keyed, key=lambda kd: (kd[0], kd[1].content_hash))
+    rekeyed, previous, copy = [], None, 0
+    for key, doc in ordered:
+        copy = copy + 1 if (key, doc.content_hash) == previous else 0
+        previous = (key, doc.content_hash)
+        if copy:
+            key = shuffle_key(seed, doc.content_hash + copy.to_bytes(8, "little"))
+        rekeyed.append((key, doc))
+    return [doc for _, doc in sorted(rekeyed, key=lambda kd: (kd[0], kd[1].content_hash))]
 
 
 class ShuffleDocuments(beam.PTransform):
@@ -50,4 +65,5 @@ class ShuffleDocuments(beam.PTransform):
         return (documents
                 | "KeyByHash" >> beam.Map(keyed_by_bucket, self._seed, self._num_buckets)
                 | "GroupBuckets" >> beam.GroupByKey()
-                | "SortBucket" >> beam.MapTuple(lambda bucket, keyed: (bucket, sorted_bucket(keyed))))
+                | "SortBucket" >> beam.MapTuple(lambda bucket, keyed, seed=self._seed:
+                                                (bucket, sorted_bucket(keyed, seed))))
