@@ -365,3 +365,24 @@ def test_ctrl_c_ends_the_run_with_one_line_and_exit_130(tmp_path, code_model_pat
     assert process.returncode == 130, err[-2000:]
     assert lines[-1] == "fimflow run: interrupted; no metadata.json written" and "Traceback" not in err
     assert not (out / "metadata.json").exists() and not (out / ".fimflow-run.lock").exists()
+
+
+@pytest.mark.parametrize("flag, piece, message", [
+    ("--fim_middle_token", "def", "is an ordinary text piece"),
+    ("--pad_token", "<0x41>", "is a byte piece"),
+    ("--pad_token", "<eot>", "pad and eot are the same piece '<eot>'"),
+])
+def test_special_tokens_that_would_change_tokenization_are_refused_saying_what_to_use(
+        tmp_path, code_model_path, capsys, flag, piece, message):
+    assert main(["run", "--input", str(_tiny_corpus(tmp_path)), "--output", str(tmp_path / "out"),
+                 "--tokenizer", code_model_path, flag, piece]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "e.g. '<s>'" in err and len(err.splitlines()) == 1, err
+
+
+def test_unk_may_pad(tmp_path, code_model_path, code_tokenizer):
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(_tiny_corpus(tmp_path)), "--output", str(out), "--tokenizer", code_model_path,
+                 "--pad_token", "<unk>", "--context_length", "64"]) == 0
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["special_tokens"]["pad"] == code_tokenizer.document_encoder.unk_id()

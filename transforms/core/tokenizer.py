@@ -38,8 +38,13 @@ PieceType = model_pb2.ModelProto.SentencePiece.Type
 # Plain ints: looking enum values up on the protobuf wrapper, once per piece,
 # costs a noticeable part of loading a model.
 _BYTE = PieceType.Value("BYTE")
-_TEXT_TYPES = (PieceType.Value("NORMAL"), PieceType.Value("USER_DEFINED"))
-_MERGEABLE_TYPES = _TEXT_TYPES + (PieceType.Value("UNUSED"),)
+_NORMAL = PieceType.Value("NORMAL")
+_USER_DEFINED = PieceType.Value("USER_DEFINED")
+_UNUSED = PieceType.Value("UNUSED")
+_CONTROL = PieceType.Value("CONTROL")
+_UNKNOWN = PieceType.Value("UNKNOWN")
+_TEXT_TYPES = (_NORMAL, _USER_DEFINED)
+_MERGEABLE_TYPES = _TEXT_TYPES + (_UNUSED,)
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _WHITESPACE_MARK = "\u2581"
 
@@ -123,9 +128,36 @@ def _resolve_special_tokens(proto, names: SpecialTokenNames) -> SpecialTokens:
             "add them to your model as control symbols, or name existing pieces with "
             "--fim_prefix_token/--fim_middle_token/--fim_suffix_token/--pad_token/--eot_token.")
     values = {role: ids[name] for role, name in wanted.items()}
-    if len(set(values.values())) != len(values):
-        raise TokenizerError(f"special tokens must be distinct pieces, got ids {values}")
+    for role, name in wanted.items():
+        kind = proto.pieces[ids[name]].type
+        if kind in (_NORMAL, _BYTE):
+            what = "an ordinary text piece" if kind == _NORMAL else "a byte piece"
+            raise TokenizerError(
+                f"--{ROLE_FLAGS[role]} {name!r} is {what}: as a {role} it would stop text from "
+                f"encoding to it and change how text containing it is tokenized; name a control, "
+                f"user-defined or unused piece{_spare_pieces(proto, set(values.values()))}")
+    shared = {}
+    for role, i in values.items():
+        shared.setdefault(i, []).append(role)
+    for i, roles in shared.items():
+        if len(roles) > 1:
+            raise TokenizerError(
+                f"{' and '.join(roles)} are the same piece {proto.pieces[i].piece!r}; each special token needs "
+                f"its own piece: set {' or '.join('--' + ROLE_FLAGS[r] for r in roles)}"
+                f"{_spare_pieces(proto, set(values.values()))}")
     return SpecialTokens(**values)
+
+
+# The command-line flag that names each special token.
+ROLE_FLAGS = {"pad": "pad_token", "eot": "eot_token", "fim_prefix": "fim_prefix_token",
+              "fim_middle": "fim_middle_token", "fim_suffix": "fim_suffix_token"}
+
+
+def _spare_pieces(proto, taken: set) -> str:
+    """Control, user-defined and unused pieces of the model not already a special token, as a hint."""
+    spare = [p.piece for i, p in enumerate(proto.pieces)
+             if i not in taken and p.type in (_CONTROL, _USER_DEFINED, _UNUSED)][:6]
+    return f", e.g. {', '.join(map(repr, spare))}" if spare else " (this model has none to spare: add one)"
 
 
 def _piece_surface(piece, escape_whitespaces: bool) -> Optional[bytes]:
@@ -185,7 +217,9 @@ class Tokenizer:
         special_ids = set(self.special.as_dict().values())
         self.special_texts = tuple(sorted({proto.pieces[i].piece for i in special_ids}))
         for i in special_ids:
-            proto.pieces[i].type = PieceType.CONTROL
+            # <unk> stays what it is (SentencePiece needs one); it already stands for no text.
+            if proto.pieces[i].type != _UNKNOWN:
+                proto.pieces[i].type = _CONTROL
         self.reference = reference
         splits = () if reference else _independent_splits(proto)
         self.document_encoder = spm.SentencePieceProcessor(
