@@ -386,3 +386,20 @@ def test_unk_may_pad(tmp_path, code_model_path, code_tokenizer):
                  "--pad_token", "<unk>", "--context_length", "64"]) == 0
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["special_tokens"]["pad"] == code_tokenizer.document_encoder.unk_id()
+
+
+def test_file_names_that_are_not_utf8_are_read_and_named_in_dead_letters(tmp_path, code_model_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.py").write_text("x = 1\n")
+    os.close(os.open(os.path.join(os.fsencode(src), b"caf\xe9.py"), os.O_CREAT | os.O_WRONLY))  # empty
+    with open(os.path.join(os.fsencode(src), b"da\xffta.py"), "w") as f:
+        f.write("y = 2\n")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(src), "--output", str(out), "--tokenizer", code_model_path,
+                 "--context_length", "64"]) == 0
+    assert json.loads((out / "metadata.json").read_text())["counts"]["documents"] == 2
+    (line,) = (out / "errors" / "rejected-00000-of-00001.jsonl").read_bytes().splitlines()
+    rejected = json.loads(line)
+    assert rejected["reason"] == "empty_document"
+    assert os.fsencode(rejected["source"]) == os.path.join(os.fsencode(src), b"caf\xe9.py")

@@ -73,8 +73,11 @@ class Rejected(NamedTuple):
     raw_start: str
     id: Optional[str] = None
 
-    def as_json(self) -> str:
-        return json.dumps(self._asdict(), ensure_ascii=False, sort_keys=True)
+    def as_json_line(self) -> bytes:
+        """One UTF-8 JSON line. A file name that is not UTF-8 (Python holds its bytes as lone
+        surrogates) is written as ``\\udcXX`` escapes: valid JSON, and ``os.fsencode`` of the
+        parsed ``source`` gives the name's bytes back."""
+        return json.dumps(self._asdict(), ensure_ascii=False, sort_keys=True).encode("utf-8", "backslashreplace")
 
 
 class TokenizedDocument(NamedTuple):

@@ -142,7 +142,10 @@ class WriteRejected(beam.PTransform):
 
     def expand(self, rejected):
         return (rejected
-                | "Key" >> beam.Map(lambda r: (0, ((r.source, r.index, r.reason), r.as_json().encode())))
+                # The source as bytes: Beam codes str as strict UTF-8, and a file name
+                # need not be; UTF-8 bytes sort as their text does.
+                | "Key" >> beam.Map(lambda r: (0, ((r.source.encode("utf-8", "surrogateescape"), r.index, r.reason),
+                                                   r.as_json_line())))
                 .with_input_types(Rejected)
                 | "Write" >> WriteSortedShards(self._prefix, 1, ".jsonl", _json_line))
 
