@@ -7,11 +7,15 @@ SPM), so one can see at a glance that the three parts make up one text.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Optional, TextIO
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.beam_workarounds import connect_anonymously_to_emulator
+from transforms.core.records import read_tfrecords
 from transforms.core.segments import parse_segment
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
 from transforms.schema import METADATA_FILE
@@ -35,10 +39,23 @@ def read_examples(output: str, limit: Optional[int] = None) -> list[dict]:
     length = metadata["context_length"]
     files = [FileSystems.join(output, entry["path"]) for entry in metadata["files"]]
     spec = {name: tf.io.FixedLenFeature([length], tf.int64) for name in metadata["features"]}
-    dataset = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec))
+    if all("://" not in path for path in files):
+        records = tf.data.TFRecordDataset(files)
+    else:
+        # TensorFlow's own gs:// client ignores STORAGE_EMULATOR_HOST and knows only some
+        # of Beam's filesystems: read the records through Beam, parse them with TensorFlow.
+        records = tf.data.Dataset.from_generator(lambda: itertools.islice(_records_through_beam(files), limit),
+                                                 output_signature=tf.TensorSpec([], tf.string))
+    dataset = records.map(lambda r: tf.io.parse_single_example(r, spec))
     if limit is not None:
         dataset = dataset.take(limit)
     return [{k: v.tolist() for k, v in ex.items()} for ex in dataset.as_numpy_iterator()]
+
+
+def _records_through_beam(files: list[str]):
+    for path in files:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            yield from read_tfrecords(f)
 
 
 def _text(tokenizer: Tokenizer, ids: list) -> str:
@@ -46,6 +63,7 @@ def _text(tokenizer: Tokenizer, ids: list) -> str:
 
 
 def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: bool, out: TextIO) -> int:
+    connect_anonymously_to_emulator()
     with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
         metadata = json.load(f)
     path = tokenizer_path or metadata["tokenizer"]["path"]

@@ -46,6 +46,9 @@ def test_gs_inputs_tokenizer_and_output_match_a_local_run(gcs, tmp_path, jsonl_c
     rejected = [json.loads(line) for line in (local / "errors" / "rejected-00000-of-00001.jsonl").open()]
     assert [(r["source"], r["reason"]) for r in rejected] == [(gcs.url("corpus/bad.jsonl"), "text_not_string")]
     assert len(read_examples(str(local))) == metadata["counts"]["examples"]
+    # Read in place too: through Beam's filesystems, so the emulator is honoured.
+    assert len(read_examples(gcs.url("out"))) == metadata["counts"]["examples"]
+    assert main(["inspect", gcs.url("out"), "--n", "2", "--color", "never"]) == 0
 
     for part in sorted(corpus.glob("*.jsonl")):
         (tmp_path / "local_corpus").mkdir(exist_ok=True)

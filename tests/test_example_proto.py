@@ -30,3 +30,23 @@ def test_parses_back_with_tf_io():
     record = serialize_int64_example({"input_ids": ids})
     parsed = tf.io.parse_single_example(record, {"input_ids": tf.io.FixedLenFeature([300], tf.int64)})
     assert parsed["input_ids"].numpy().tolist() == ids.tolist()
+
+
+def test_tfrecord_framing_round_trips_with_tensorflows_writer(tmp_path):
+    import io
+
+    import pytest
+
+    from transforms.core.records import read_tfrecords, tfrecord_frame
+
+    records = [b"", b"x", bytes(range(256)) * 40]
+    path = tmp_path / "tf.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    framed = b"".join(map(tfrecord_frame, records))
+    assert path.read_bytes() == framed
+    assert list(read_tfrecords(io.BytesIO(framed))) == records
+    for corrupt in (framed[:-1], framed[:20] + bytes([framed[20] ^ 1]) + framed[21:]):
+        with pytest.raises(ValueError, match="corrupt"):
+            list(read_tfrecords(io.BytesIO(corrupt)))

@@ -13,6 +13,7 @@ of the data; ``tf.data`` checks both checksums when it reads.
 from __future__ import annotations
 
 import struct
+from typing import Iterator
 
 import google_crc32c
 import numpy as np
@@ -96,3 +97,15 @@ def tfrecord_frame(record: bytes) -> bytes:
 def example_record(example: Example) -> bytes:
     """The ``tf.train.Example`` bytes of one example, as the shards hold them."""
     return serialize_int64_example({name: getattr(example, name) for name in EXAMPLE_FEATURES})
+
+
+def read_tfrecords(f) -> Iterator[bytes]:
+    """The records of a TFRecord file object, both checksums verified; ``ValueError`` where one fails."""
+    while header := f.read(12):
+        if len(header) < 12 or header[8:] != _masked_crc32c(header[:8]):
+            raise ValueError("corrupt TFRecord header")
+        (length,) = struct.unpack("<Q", header[:8])
+        record, crc = f.read(length), f.read(4)
+        if len(record) < length or crc != _masked_crc32c(record):
+            raise ValueError("corrupt or truncated TFRecord")
+        yield record
