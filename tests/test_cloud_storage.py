@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.cli import main
@@ -66,3 +67,41 @@ def test_gs_output_that_holds_a_dataset_is_refused(gcs, tmp_path, capsys, code_m
     doc.write_text('{"content": "x = 1"}\n')
     assert main(["run", "--input", str(doc), "--tokenizer", code_model_path, "--output", gcs.url("done")]) == 2
     assert "already holds a complete dataset" in capsys.readouterr().err
+
+
+STOP_MID_READ = """
+import json, os, sys
+from tests.gcs_emulator import GcsEmulator, upload
+emulator = GcsEmulator("b")
+os.environ["STORAGE_EMULATOR_HOST"] = emulator.host
+from transforms.beam_workarounds import connect_anonymously_to_emulator
+from transforms.read import RecordReader, StorageError
+connect_anonymously_to_emulator()
+upload("".join(json.dumps({"content": "x = %d\\n" % i + "y" * 2000}) + "\\n" for i in range(20000)).encode(),
+       "gs://b/big.jsonl")
+read = 0
+try:
+    for record in RecordReader().read("gs://b/big.jsonl"):
+        read += 1
+        if read == 100:
+            emulator.stop()
+except StorageError as e:
+    print("STORAGE_ERROR", read, e)
+else:
+    print("COMPLETED", read)
+"""
+
+
+@pytest.mark.slow
+def test_storage_stopped_mid_read_fails_the_read_instead_of_ending_the_file():
+    """The real thing: Cloud Storage (the emulator) gone while a file is read. The client retries for
+    up to 120 s, so this takes about two minutes; in its own process, with its own emulator."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", STOP_MID_READ], capture_output=True, text=True, timeout=400,
+                            cwd=Path(__file__).resolve().parent.parent)
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("STORAGE_ERROR", "COMPLETED"))]
+    assert lines and lines[0].startswith("STORAGE_ERROR"), result.stdout[-2000:] + result.stderr[-2000:]
+    assert "reading gs://b/big.jsonl failed after" in lines[0]
+    assert int(lines[0].split()[1]) < 20000
