@@ -55,6 +55,7 @@ def _run(argv: list[str]) -> int:
 
     from pipeline.build import FimflowPipeline
     from pipeline.options import FimflowOptions, UsageError, checked_argv, is_direct, plan_run
+    from pipeline.processes import end_descendants, ended_cleanly
     from transforms.beam_workarounds import local_runner
     from transforms.output_lock import OutputBusyError, OutputLock
     from transforms.schema import METADATA_FILE
@@ -89,20 +90,23 @@ def _run(argv: list[str]) -> int:
         pipeline.run()
         logger.info("fimflow: wrote the Dataflow job template %s; nothing was submitted", template)
         return 0
-    try:
-        lock.acquire()
-    except OutputBusyError as e:
-        logger.error("fimflow run: error: %s", e)
-        return 2
-    logger.info("fimflow: %d input file(s) -> %s (%d buckets, %d shards)",
-                len(plan.files), plan.output, plan.num_buckets, plan.num_shards)
-    try:
-        return _run_holding(pipeline, plan, options, lock, start)
-    except KeyboardInterrupt:
-        logger.error("fimflow run: interrupted; no %s written", METADATA_FILE)
-        return 130
-    finally:
-        lock.release()
+    # The SIGTERM handler is in place before the lock exists, so it always releases it.
+    with ended_cleanly(lock.release, f"fimflow run: terminated; no {METADATA_FILE} written"):
+        try:
+            lock.acquire()
+        except OutputBusyError as e:
+            logger.error("fimflow run: error: %s", e)
+            return 2
+        logger.info("fimflow: %d input file(s) -> %s (%d buckets, %d shards)",
+                    len(plan.files), plan.output, plan.num_buckets, plan.num_shards)
+        try:
+            return _run_holding(pipeline, plan, options, lock, start)
+        except KeyboardInterrupt:
+            end_descendants()
+            logger.error("fimflow run: interrupted; no %s written", METADATA_FILE)
+            return 130
+        finally:
+            lock.release()
 
 
 def _run_holding(pipeline, plan, options, lock, start: float) -> int:

@@ -403,3 +403,45 @@ def test_file_names_that_are_not_utf8_are_read_and_named_in_dead_letters(tmp_pat
     rejected = json.loads(line)
     assert rejected["reason"] == "empty_document"
     assert os.fsencode(rejected["source"]) == os.path.join(os.fsencode(src), b"caf\xe9.py")
+
+
+def test_sigterm_ends_a_multi_processing_run_its_workers_and_its_lock(tmp_path, code_model_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import stdlib_sources
+
+    corpus = tmp_path / "big.jsonl"
+    corpus.write_text("".join(json.dumps({"content": d}) + "\n" for d in stdlib_sources(3_000_000) * 10))
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--input", str(corpus), "--output", str(out),
+                                "--tokenizer", code_model_path, "--direct_running_mode=multi_processing",
+                                "--direct_num_workers=2"],
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".fimflow-run.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 143
+        # Every process of the run ends: Beam's SDK workers used to outlive the launcher for minutes.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("processes of the terminated run are still alive")
+        assert "fimflow run: terminated; no metadata.json written" in process.stderr.read()
+        assert not (out / ".fimflow-run.lock").exists() and not (out / "metadata.json").exists()
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
