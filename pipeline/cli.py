@@ -100,7 +100,7 @@ def _run(argv: list[str]) -> int:
         logger.info("fimflow: %d input file(s) -> %s (%d buckets, %d shards)",
                     len(plan.files), plan.output, plan.num_buckets, plan.num_shards)
         try:
-            return _run_holding(pipeline, plan, options, lock, start)
+            return _run_holding(pipeline, plan, options, start)
         except KeyboardInterrupt:
             end_descendants()
             logger.error("fimflow run: interrupted; no %s written", METADATA_FILE)
@@ -109,7 +109,7 @@ def _run(argv: list[str]) -> int:
             lock.release()
 
 
-def _run_holding(pipeline, plan, options, lock, start: float) -> int:
+def _run_holding(pipeline, plan, options, start: float) -> int:
     """The run once this process holds the output: clear what an earlier run left, run, summarize."""
     from apache_beam.io.filesystems import FileSystems
 
