@@ -162,3 +162,10 @@ def gcs():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def lossy_model_path(tmp_path_factory, lossy_model_bytes) -> str:
+    path = tmp_path_factory.mktemp("models") / "lossy.model"
+    path.write_bytes(lossy_model_bytes)
+    return str(path)

@@ -197,6 +197,21 @@ def _independent_splits(proto) -> tuple:
     return tuple(splits)
 
 
+# How far back from a piece's end a cut is looked for first.
+_CUT_SEARCH_CHARS = 1 << 16
+
+
+def _last_cut(pattern, text: str, lo: int, hi: int) -> Optional[int]:
+    """The last position in ``(lo, hi)`` where ``pattern``'s split cuts ``text``, or None.
+
+    Each split's cuts depend only on the characters on either side, so any
+    match's end is a cut, wherever the search starts, except the last one,
+    which ``hi`` may have cut short.
+    """
+    ends = [m.end() for m in pattern.finditer(text, lo, hi)]
+    return ends[-2] if len(ends) >= 2 else None
+
+
 class Tokenizer:
     """A user's SentencePiece model with the encoders and tables FIM needs.
 
@@ -221,7 +236,9 @@ class Tokenizer:
             if proto.pieces[i].type != _UNKNOWN:
                 proto.pieces[i].type = _CONTROL
         self.reference = reference
-        splits = () if reference else _independent_splits(proto)
+        # Where this model provably never joins pieces across a cut: long
+        # documents are cut only there, in the reference mode too.
+        self.splits = _independent_splits(proto)
         self.document_encoder = spm.SentencePieceProcessor(
             model_proto=proto.SerializeToString())
         self._dummy_prefix = " " if proto.normalizer_spec.add_dummy_prefix else ""
@@ -232,7 +249,8 @@ class Tokenizer:
         self.continuation_encoder = spm.SentencePieceProcessor(
             model_proto=proto.SerializeToString())
         # The fragment encoder below equals this one for every model with splits.
-        self.word_cache = WordCache(self.continuation_encoder, splits, TOKEN_DTYPE) if splits else None
+        self.word_cache = (WordCache(self.continuation_encoder, self.splits, TOKEN_DTYPE)
+                           if self.splits and not reference else None)
         escape = proto.normalizer_spec.escape_whitespaces
         self.piece_bytes = tuple(_piece_surface(p, escape) for p in proto.pieces)
         # The same table for whole arrays of ids: FIM looks up every id of the
@@ -271,15 +289,15 @@ class Tokenizer:
         return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self.encode_documents(texts, num_threads)]
 
     def encode_long_document(self, text: str, piece_chars: int, dtype=TOKEN_DTYPE) -> np.ndarray:
-        """Encodes ``text`` in pieces of at most ``piece_chars`` characters where it can.
+        """The ids of ``text`` exactly as encoding it whole gives them, in pieces of about ``piece_chars``.
 
         Bounds the memory one encoding call needs on a document of hundreds of
         MB, and keeps ids in compact arrays rather than one list of Python
-        ints. With the word cache a piece ends where a space follows a
-        non-space, where the model provably never joins pieces, so the ids
-        are exactly those of the whole text; otherwise after a newline. With
-        neither in reach the piece ends at ``piece_chars``. Tokens never span
-        two pieces, so the bytes are always the text's.
+        ints. A piece ends only where the model provably never joins pieces
+        (``splits``: where a space follows a non-space, else between a letter
+        and a non-letter): the last such cut within ``piece_chars``, or, with
+        none there, the next one after. A model with no such cut (unigram,
+        normalizing models) encodes the text whole: exactness comes first.
         """
         pieces: list[np.ndarray] = []
         start = 0
@@ -297,16 +315,17 @@ class Tokenizer:
 
     def _piece_end(self, text: str, start: int, piece_chars: int) -> int:
         end = start + piece_chars
-        if end >= len(text):
+        if end >= len(text) or not self.splits:
             return len(text)
-        if self.word_cache is not None:
-            space = text.rfind(" ", start + 1, end + 1)
-            while space > start and text[space - 1] in " \u2581":
-                space = text.rfind(" ", start + 1, space)
-            if space > start:
-                return space
-        newline = text.rfind("\n", start, end)
-        return newline + 1 if newline >= start else end
+        for split in self.splits:
+            # The end of the window first: cutting there keeps pieces near piece_chars.
+            cut = (_last_cut(split.unicode, text, max(start + 1, end - _CUT_SEARCH_CHARS), end)
+                   or _last_cut(split.unicode, text, start + 1, end))
+            if cut:
+                return cut
+        # No provable cut within reach: the piece runs on to the next one.
+        following = next(self.splits[-1].unicode.finditer(text, end), None)
+        return following.end() if following is not None else len(text)
 
     def encode_fragments(self, texts: list[str]) -> list[np.ndarray]:
         if self.word_cache is not None:
