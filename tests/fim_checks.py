@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from transforms.core.fim import fim_chunk
 from transforms.core.segments import parse_segment
+from transforms.schema import Chunk, FimConfig
 from transforms.core.tokenizer import Tokenizer
 
 
@@ -44,3 +48,16 @@ def reassemble(tokenizer: Tokenizer, seg_ids: list, may_be_trimmed: bool = False
     if part.mode == "truncated" or (may_be_trimmed and not part.eot and part.mode != "plain"):
         return part.mode, [render(tokenizer, p) for p in (part.prefix, part.middle, part.suffix) if p]
     return part.mode, [render(tokenizer, part.prefix + part.middle + part.suffix)]
+
+
+def check_lossless(tokenizer, chunk_ids: list, config: FimConfig, seed: int):
+    example, stats = fim_chunk(Chunk(0, 0, np.array(chunk_ids)), seed, config, tokenizer)
+    ids, segs = example.input_ids.tolist(), example.segment_ids.tolist()
+    originals = split_fragments(chunk_ids, tokenizer.special.eot)
+    rebuilt = segments(ids, segs)
+    assert len(rebuilt) == len(originals)
+    for original, seg in zip(originals, rebuilt):
+        mode, parts = reassemble(tokenizer, seg)
+        assert mode != "truncated"
+        assert parts == [render(tokenizer, original)], mode
+    return stats

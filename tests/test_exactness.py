@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.cli import main
 from pipeline.defaults import bundled_tokenizer_path
@@ -50,3 +52,65 @@ def test_a_long_document_has_exactly_the_ids_of_the_whole_text(tmp_path, lossy_m
         assert document_ids(out, tokenizer.special.eot) == expected
         shards.append((out / "train-00000-of-00001.tfrecord").read_bytes())
     assert shards[0] == shards[1]
+
+
+USER_SYMBOLS = ["\n\n", "→→", "f(", "x_y", "    ", "<eot>"]
+TRICKY = [
+    "first7\n\nsecond →→ third",
+    "def f(x_y):\n\treturn  x_y   # ﬁne ＡＢＣ ① 日本語\n\n\n",
+    "  leading and trailing spaces   ",
+    "emoji 🎉👩‍💻 and ▁ marks ▁▁ and tabs\t\t",
+    "Привет, мир! 中文句子 Ελληνικά →→→ f(f(x_y))",
+]
+model_settings = st.fixed_dictionaries({
+    "model_type": st.sampled_from(["bpe", "unigram"]),
+    "normalization_rule_name": st.sampled_from(["identity", "nmt_nfkc", "nmt_nfkc_cf"]),
+    "byte_fallback": st.booleans(),
+    "add_dummy_prefix": st.booleans(),
+    "remove_extra_whitespaces": st.booleans(),
+    "split_digits": st.booleans(),
+    "user_defined_symbols": st.lists(st.sampled_from(USER_SYMBOLS), unique=True, max_size=3),
+})
+
+
+def trained_model(model_settings: dict) -> bytes:
+    import io
+
+    import sentencepiece as spm
+
+    from tests.conftest import MULTILINGUAL, stdlib_sources
+
+    lines = [line for t in stdlib_sources(120_000, seed=7) + MULTILINGUAL * 3 + TRICKY * 3
+             for line in t.splitlines() if line.strip()]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, minloglevel=2, vocab_size=700, hard_vocab_limit=False,
+        character_coverage=0.98, control_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
+        **model_settings)
+    return model.getvalue()
+
+
+@settings(max_examples=12, deadline=None)
+@given(model_config=model_settings, seed=st.integers(0, 2**31))
+def test_any_model_configuration_gives_whole_document_ids_and_lossless_fim(model_config, seed):
+    """SentencePiece models trained here with drawn settings: long documents (the threshold lowered to
+    300 characters) get the ids of the whole text in both modes, and every FIM fragment its bytes."""
+    from tests.fim_checks import check_lossless
+    from transforms.schema import FimConfig
+
+    model = trained_model(model_config)
+    fast, reference = (Tokenizer(model, SpecialTokenNames(), reference=r) for r in (False, True))
+    documents = TRICKY + ["\n".join(TRICKY * 40)]
+    for text in documents:
+        whole = fast.encode_documents([text])[0]
+        assert fast.encode_long_document(text, 300).tolist() == whole, text[:40]
+        assert reference.encode_long_document(text, 300).tolist() == whole, text[:40]
+    stream = [t for ids in fast.encode_documents(TRICKY) for t in ids + [fast.special.eot]]
+    rng = random.Random(seed)
+    for _ in range(30):
+        start = rng.randrange(len(stream))
+        chunk = stream[start:start + rng.randint(1, 120)]
+        for tokenizer in (fast, reference):
+            config = FimConfig(context_length=6 * len(chunk) + 8, rate=1.0, spm_rate=0.5,
+                               span_unit=rng.choice(["char", "line"]))
+            check_lossless(tokenizer, chunk, config, rng.randrange(1 << 30))

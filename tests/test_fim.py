@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fim_checks import reassemble, render, segments, split_fragments
+from tests.fim_checks import check_lossless, reassemble, render, segments, split_fragments
 from transforms.core.fim import fim_chunk
 from transforms.core.segments import parse_segment
 from transforms.schema import Chunk, FimConfig
@@ -25,19 +25,6 @@ def packed(tokenizer, docs) -> list[int]:
     for doc_ids in tokenizer.encode_documents(docs):
         ids += doc_ids + [tokenizer.special.eot]
     return ids
-
-
-def check_lossless(tokenizer, chunk_ids: list, config: FimConfig, seed: int):
-    example, stats = fim_chunk(Chunk(0, 0, np.array(chunk_ids)), seed, config, tokenizer)
-    ids, segs = example.input_ids.tolist(), example.segment_ids.tolist()
-    originals = split_fragments(chunk_ids, tokenizer.special.eot)
-    rebuilt = segments(ids, segs)
-    assert len(rebuilt) == len(originals)
-    for original, seg in zip(originals, rebuilt):
-        mode, parts = reassemble(tokenizer, seg)
-        assert mode != "truncated"
-        assert parts == [render(tokenizer, original)], mode
-    return stats
 
 
 @pytest.mark.parametrize("tokenizer_name", TOKENIZERS)

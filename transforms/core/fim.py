@@ -54,6 +54,7 @@ class FimForm(NamedTuple):
     tokens: np.ndarray
     partial_character_edges: int
     kept_whole_invalid_utf8: int
+    moved_to_token_boundaries: bool = False
 
 
 def _positions(draws: _Draws, n: int) -> tuple[int, int]:
@@ -93,6 +94,13 @@ def fim_form(ids: np.ndarray, draws: _Draws, config: FimConfig, tokenizer: Token
             i, j = sorted(candidates[min(int(u * k), k - 1)] for u in (draws.cut_a, draws.cut_b))
         groups = list(split_parts(view.parts, i, j))
     prefix, middle, suffix = encode_parts(groups, tokenizer)
+    moved = (view is not None and not tokenizer.reencodes_losslessly
+             and tokenizer.surface(np.concatenate([prefix, middle, suffix])) != tokenizer.surface(ids))
+    if moved:
+        # Re-encoding lost bytes (a character or half a user-defined symbol
+        # became <unk>): the same draws cut between the original ids instead.
+        i, j = _positions(draws, len(ids))
+        prefix, middle, suffix = ids[:i], ids[i:j], ids[j:]
     middle, suffix = _cap_middle(middle, suffix, config.max_middle_tokens, tokenizer)
     sp = tokenizer.special
     if draws.spm:
@@ -100,7 +108,8 @@ def fim_form(ids: np.ndarray, draws: _Draws, config: FimConfig, tokenizer: Token
     else:
         pieces = [[sp.fim_prefix], prefix, [sp.fim_suffix], suffix, [sp.fim_middle], middle]
     tokens = np.concatenate(pieces, dtype=np.int64)
-    return FimForm(tokens, view.partial_character_edges if view else 0, view.kept_whole_invalid_utf8 if view else 0)
+    return FimForm(tokens, view.partial_character_edges if view else 0, view.kept_whole_invalid_utf8 if view else 0,
+                   moved)
 
 
 # Re-tokenization can change a shortened fragment's length again; a few
@@ -169,6 +178,8 @@ def _transform_fragment(fragment: np.ndarray, draws: _Draws, room: int, with_eot
         stats["partial_character_edges"] += form.partial_character_edges
     if form.kept_whole_invalid_utf8:
         stats["fragments_kept_whole_invalid_utf8"] += form.kept_whole_invalid_utf8
+    if form.moved_to_token_boundaries:
+        stats["fim_cuts_moved_to_token_boundaries"] += 1
     stats["fim_fragments"] += 1
     stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
     stats["fim_tokens"] += min(len(form.tokens) + with_eot, room)

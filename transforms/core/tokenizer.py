@@ -266,6 +266,10 @@ class Tokenizer:
         self.fragment_encoder = spm.SentencePieceProcessor(
             model_proto=proto.SerializeToString())
         self.vocab_size = len(proto.pieces)
+        # With byte fallback every character has pieces, so re-encoding text cut
+        # out of a fragment gives its bytes back; without it a cut can leave a
+        # character (or half a user-defined symbol) that encodes to <unk>.
+        self.reencodes_losslessly = proto.trainer_spec.byte_fallback
         self.sha256 = hashlib.sha256(model_bytes).hexdigest()
 
     @property
