@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fim_checks import check_lossless, reassemble, render, segments, split_fragments
+from tests.fim_checks import check_lossless, reassemble, render, segments
 from transforms.core.fim import fim_chunk
 from transforms.core.segments import parse_segment
 from transforms.schema import Chunk, FimConfig
