@@ -114,3 +114,31 @@ def test_any_model_configuration_gives_whole_document_ids_and_lossless_fim(model
             config = FimConfig(context_length=6 * len(chunk) + 8, rate=1.0, spm_rate=0.5,
                                span_unit=rng.choice(["char", "line"]))
             check_lossless(tokenizer, chunk, config, rng.randrange(1 << 30))
+
+
+def test_a_cut_inside_a_user_defined_symbol_keeps_every_byte_through_fimflow_run(tmp_path):
+    """The audit's case: a T5-style model (unigram, NFKC with case folding, no byte fallback) with
+    user-defined "\\n\\n"; documents "first{i}\\n\\nsecond"; every fragment a FIM example."""
+    from tests.fim_checks import reassemble, render, segments
+
+    model = trained_model({"model_type": "unigram", "normalization_rule_name": "nmt_nfkc_cf",
+                           "byte_fallback": False, "user_defined_symbols": ["\n\n"]})
+    (tmp_path / "t5.model").write_bytes(model)
+    tokenizer = Tokenizer(model, SpecialTokenNames())
+    docs = [f"first{i}\n\nsecond" for i in range(200)]
+    write_jsonl(tmp_path / "docs.jsonl", docs)
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(tmp_path / "docs.jsonl"), "--output", str(out), "--tokenizer",
+                 str(tmp_path / "t5.model"), "--fim_rate", "1.0", "--fim_spm_rate", "0.5", "--context_length", "2048",
+                 "--seed", "1"]) == 0
+    corpus = {render(tokenizer, ids) for ids in tokenizer.encode_documents(docs)}
+    whole = 0
+    for example in read_examples(str(out)):
+        for seg in segments(example["input_ids"], example["segment_ids"]):
+            mode, parts = reassemble(tokenizer, seg)
+            # Chunk edges cut documents; a fragment that is a whole document must be exactly it.
+            if mode in ("psm", "spm") and seg[-1] == tokenizer.special.eot and b"first" in parts[0]:
+                assert parts[0] in corpus, parts[0]
+                whole += 1
+    metadata = __import__("json").loads((out / "metadata.json").read_text())
+    assert whole > 150 and metadata["counts"]["fim_cuts_moved_to_token_boundaries"] > 0
