@@ -42,14 +42,14 @@ from transforms.core.records import example_record
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerHandle, read_model_bytes
 from transforms.fim import FimStep
 from transforms.pack import PackStep
-from transforms.read import ReadFileStep, RecordReader
-from transforms.schema import Document
+from transforms.read import ReadRangeStep, RecordReader, split_ranges
+from transforms.schema import Document, FileRange
 from transforms.shuffle import keyed_by_bucket, sorted_bucket
 from transforms.tokenize import MAX_ENCODE_CHARS, TokenizeBatchStep
 
 
 def corpus_files(patterns, limit_bytes):
-    files = resolve_inputs(patterns) if patterns else defaults.default_corpus_files()
+    files = resolve_inputs(*((patterns,) if patterns else defaults.default_corpus()))
     chosen, total = [], 0
     for file in files:
         if total >= limit_bytes:
@@ -94,9 +94,10 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
 
     # A fresh handle loads a fresh tokenizer, whose word cache starts as cold as the pipeline's.
     handle = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache)
-    read = ReadFileStep(RecordReader(plan.text_field, plan.id_field, plan.max_file_bytes))
+    read = ReadRangeStep(RecordReader(plan.text_field, plan.id_field, plan.max_file_bytes))
     read.setup()
-    docs = timed("read", lambda: [d for file in plan.files for d in read(file, stats) if isinstance(d, Document)])
+    docs = timed("read", lambda: [d for file in plan.files for part in split_ranges(file, plan.split_bytes)
+                                  for d in read(part, stats) if isinstance(d, Document)])
     tokenize = TokenizeBatchStep(handle, os.cpu_count() or 1, 1, MAX_ENCODE_CHARS)
     tokenize.setup()
     try:

@@ -16,6 +16,7 @@ from pipeline import __version__
 from pipeline.options import RunPlan
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.fim import ApplyDocumentFim, ApplyFim
+from transforms.match import input_stats
 from transforms.pack import PackChunks
 from transforms.read import ReadDocuments
 from transforms.schema import EXAMPLE_FEATURES
@@ -55,9 +56,10 @@ class FimflowPipeline(beam.PTransform):
     """``PBegin`` -> ``PCollection[str]``: the path of ``metadata.json``, once the dataset is complete.
 
     Writes the shards, the dead letters and ``metadata.json`` under
-    ``plan.output``; fails (writing no ``metadata.json``) when a record is
-    unaccounted for or the error budget is exceeded. ``run_id``: the
-    ``OutputLock`` this run holds, checked before ``metadata.json`` is written.
+    ``plan.output``; fails (writing no ``metadata.json``) when the files read
+    are not the files planned, a record is unaccounted for or the error
+    budget is exceeded. ``run_id``: the ``OutputLock`` this run holds, checked
+    before ``metadata.json`` is written and released after.
     """
 
     def __init__(self, plan: RunPlan, run_id: Optional[str] = None):
@@ -69,7 +71,8 @@ class FimflowPipeline(beam.PTransform):
         plan = self._plan
         tokenizer = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache,
                                     sha256=plan.tokenizer.sha256)
-        read = pbegin | "Read" >> ReadDocuments(plan.files, plan.text_field, plan.id_field, plan.max_file_bytes)
+        read = pbegin | "Read" >> ReadDocuments(plan.selection, plan.text_field, plan.id_field,
+                                                plan.max_file_bytes, plan.split_bytes)
         tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
             tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
         stats = [read["stats"], tokenized["stats"]]
@@ -83,7 +86,8 @@ class FimflowPipeline(beam.PTransform):
         fim = packed["chunks"] | "Fim" >> ApplyFim(tokenizer, plan.seed, plan.fim)
         stats += [packed["stats"], fim["stats"]]
         shards = fim["examples"] | "WriteExamples" >> WriteExamples(plan.output, plan.num_shards, plan.seed)
-        error_shards = read["rejected"] | "WriteRejected" >> WriteRejected(plan.output)
+        error_shards = read["rejected"] | "WriteRejected" >> WriteRejected(plan.output, plan.num_shards)
         merged = tuple(stats) | "MergeStats" >> MergeStats()
         return merged | "WriteMetadata" >> WriteMetadata(
-            plan.output, static_metadata(plan), plan.max_error_fraction, shards, error_shards, self._run_id)
+            plan.output, static_metadata(plan), plan.max_error_fraction, shards, error_shards,
+            dict(input_stats(plan.files)), self._run_id)

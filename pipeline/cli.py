@@ -100,7 +100,7 @@ def _run(argv: list[str]) -> int:
         logger.info("fimflow: %d input file(s) -> %s (%d buckets, %d shards)",
                     len(plan.files), plan.output, plan.num_buckets, plan.num_shards)
         try:
-            return _run_holding(pipeline, plan, options, start)
+            return _run_holding(pipeline, plan, options, lock, start)
         except KeyboardInterrupt:
             end_descendants()
             logger.error("fimflow run: interrupted; no %s written", METADATA_FILE)
@@ -109,11 +109,16 @@ def _run(argv: list[str]) -> int:
             lock.release()
 
 
-def _run_holding(pipeline, plan, options, start: float) -> int:
-    """The run once this process holds the output: clear what an earlier run left, run, summarize."""
+def _run_holding(pipeline, plan, options, lock, start: float) -> int:
+    """The run once this process holds the output: clear what an earlier run left, run, summarize.
+
+    A local run (or ``--wait``) ends when the pipeline does. Otherwise the job
+    is submitted and this returns, handing the lock to the job, whose last
+    step releases it.
+    """
     from apache_beam.io.filesystems import FileSystems
 
-    from pipeline.options import FimflowOptions, UsageError, check_no_dataset
+    from pipeline.options import FimflowOptions, UsageError, check_no_dataset, is_direct
     from transforms.schema import METADATA_FILE
     from transforms.write import remove_dataset_files
 
@@ -131,7 +136,12 @@ def _run_holding(pipeline, plan, options, start: float) -> int:
     if removed:
         logger.info("fimflow: removed %d file(s) of an earlier run at %s", len(removed), plan.output)
     try:
-        state = pipeline.run().wait_until_finish()
+        result = pipeline.run()
+        if not (is_direct(options) or options.view_as(FimflowOptions).wait):
+            lock.hand_over()
+            print(submitted_summary(result, options, plan.output))
+            return 0
+        state = result.wait_until_finish()
     except Exception as e:  # The runner wraps worker errors; the last line is the cause.
         if _interrupted(e):
             raise KeyboardInterrupt from e
@@ -148,6 +158,22 @@ def _run_holding(pipeline, plan, options, start: float) -> int:
         metadata = json.load(f)
     print(format_summary(metadata, elapsed, plan.input_bytes))
     return 0
+
+
+def submitted_summary(result, options, output: str) -> str:
+    """What a launcher prints once a job is submitted: the job, where to watch it, where it writes."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    cloud = options.view_as(GoogleCloudOptions)
+    job_id = result.job_id() if hasattr(result, "job_id") else None
+    lines = [f"job            {job_id or 'submitted'} ({result.state})"]
+    if job_id and cloud.region and cloud.project:
+        lines.append(f"console        https://console.cloud.google.com/dataflow/jobs/{cloud.region}/{job_id}"
+                     f"?project={cloud.project}")
+    lines += [f"output         {output} (complete once {output}/metadata.json exists)",
+              "counters       read/records_read, read/input_bytes, tokenize/documents, fim/examples, "
+              "read/rejected/<reason> in the job's custom counters"]
+    return "\n".join(lines)
 
 
 def _interrupted(error: BaseException) -> bool:

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import fnmatch
 import logging
 import math
 import os
-import stat
 from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions, StandardOptions,
+                                                  WorkerOptions)
 
 from pipeline import defaults
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerError, read_model_bytes
-from transforms.read import COMPRESSION_SUFFIXES, PARQUET_SUFFIXES, planned
-from transforms.schema import FIM_LEVELS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig, InputFile
+from transforms.match import is_local_directory, match_pattern
+from transforms.read import COMPRESSION_SUFFIXES, DEFAULT_SPLIT_BYTES, PARQUET_SUFFIXES
+from transforms.schema import (FIM_LEVELS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig, InputFile,
+                               InputSelection)
 
 # Three sentinels and <eot> must fit with room for text.
 MIN_CONTEXT_LENGTH = 8
@@ -92,6 +93,9 @@ class FimflowOptions(PipelineOptions):
         add("--num_buckets", type=int, default=0, help="Shuffle/pack buckets (0: from input size).")
         add("--max_file_bytes", type=int, default=10 << 20,
             help="Plain source files larger than this are rejected.")
+        add("--read_split_bytes", type=int, default=DEFAULT_SPLIT_BYTES,
+            help="Uncompressed JSONL files larger than this are read in byte ranges of this size, in "
+                 "parallel; compressed and Parquet files are read whole, one worker per file.")
         add("--max_error_fraction", type=float, default=0.01,
             help="Above this share of rejected records the run fails and writes no metadata.json.")
         # Also --overwrite=true/false: Flex Templates pass every parameter with a value.
@@ -114,6 +118,10 @@ class FimflowOptions(PipelineOptions):
         add("--fim_suffix_token", default=names.fim_suffix)
         add("--pad_token", default=names.pad)
         add("--eot_token", default=None, help="Piece ending each document (default: the model's EOS).")
+        add("--wait", nargs="?", const=True, default=False, type=_parse_bool,
+            help="On a remote runner (Dataflow), wait for the job to finish and print the summary; by "
+                 "default fimflow submits the job, prints its id and console link, and returns. Local runs "
+                 "always wait.")
         add("--log_level", choices=LOG_LEVELS, default="INFO",
             help="Least severe of fimflow's own log messages shown on stderr; DEBUG adds each shard "
                  "written and the full cause of a failure.")
@@ -121,8 +129,13 @@ class FimflowOptions(PipelineOptions):
 
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
-    """Everything the pipeline needs, resolved and checked."""
+    """Everything the pipeline needs, resolved and checked.
 
+    ``files``: what the launcher matched, to plan with; the job holds only
+    ``selection`` and the workers match it again (``transforms.match``).
+    """
+
+    selection: InputSelection
     files: list[InputFile]
     input_bytes: int
     output: str
@@ -135,6 +148,7 @@ class RunPlan:
     text_field: str
     id_field: Optional[str]
     max_file_bytes: int
+    split_bytes: int
     max_error_fraction: float
     tokenizer_processes: int
     tokenizer_threads: int
@@ -233,63 +247,16 @@ def unknown_options(options: PipelineOptions) -> list[str]:
     return sorted(k for k in every if k not in known)
 
 
-def local_tree(directory: str) -> tuple[list[InputFile], list[str]]:
-    """Regular files under a local ``directory``, symbolic links to files and folders followed.
-
-    A folder reached twice through links (a loop) is walked once. Anything
-    that is not a regular file (a FIFO, a socket, a device, a broken link) is
-    returned as skipped, never opened: reading a FIFO would wait forever.
-    """
-    files, skipped, walked = [], [], set()
-    for root, dirs, names in os.walk(directory, followlinks=True):
-        real = os.path.realpath(root)
-        if real in walked:
-            dirs[:] = []
-            continue
-        walked.add(real)
-        dirs.sort()
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            try:
-                info = os.stat(path)
-            except OSError:
-                skipped.append(path)
-                continue
-            if stat.S_ISREG(info.st_mode):
-                files.append(InputFile(path, info.st_size, info.st_mtime))
-            else:
-                skipped.append(path)
-    return files, skipped
-
-
-def resolve_inputs(patterns: list[str], include: Optional[list] = None,
-                   exclude: Optional[list] = None) -> list[InputFile]:
-    """Matches files (directories mean every file under them), sorted by path.
-
-    ``include``/``exclude`` are fnmatch globs on the full path, applied to
-    every match; a pattern left with no file is an error. Special files under
-    a local directory are skipped with a warning.
-    """
-    def wanted(path: str) -> bool:
-        return ((not include or any(fnmatch.fnmatch(path, g) for g in include))
-                and not any(fnmatch.fnmatch(path, g) for g in exclude or ()))
-
+def resolve_inputs(patterns, include: Optional[list] = None, exclude: Optional[list] = None) -> list[InputFile]:
+    """The files the patterns select (``transforms.match``), sorted by path; a pattern left
+    with no file is an error."""
+    selection = InputSelection(tuple(patterns), tuple(include or ()), tuple(exclude or ()))
     files: dict = {}
-    for pattern in patterns:
-        if not any(c in pattern for c in "*?[") and "://" not in pattern and os.path.isdir(pattern):
-            found, skipped = local_tree(pattern)
-            if skipped:
-                logger.warning("--input %s: skipped %d file(s) that are not regular files, e.g. %s",
-                               pattern, len(skipped), skipped[0])
-        else:
-            if pattern.endswith("/"):
-                pattern += "**"
-            try:
-                result = FileSystems.match([pattern])[0]
-            except Exception as e:  # Beam raises BeamIOError with per-pattern causes.
-                raise UsageError(f"--input {pattern}: {e}") from e
-            found = [planned(m) for m in result.metadata_list if not m.path.endswith("/")]
-        matched = [f for f in found if wanted(f.path)]
+    for pattern in selection.patterns:
+        try:
+            matched, found = match_pattern(pattern, selection)
+        except Exception as e:  # Beam raises BeamIOError with per-pattern causes.
+            raise UsageError(f"--input {pattern}: {e}") from e
         if not matched:
             raise UsageError(f"--input {pattern}: no file matched (after --include/--exclude)"
                              if found else f"--input {pattern}: no file matched")
@@ -338,7 +305,7 @@ def check_output_outside_inputs(output: str, patterns: list[str], files: list[In
     """
     for pattern in patterns:
         wildcard = min((pattern.index(c) for c in "*?[" if c in pattern), default=None)
-        recursive = wildcard is None and "://" not in pattern and os.path.isdir(pattern) or "**" in pattern
+        recursive = is_local_directory(pattern) or "**" in pattern
         root = pattern if wildcard is None else pattern[:wildcard].rsplit("/", 1)[0]
         _check(not (recursive and _inside(output, root)),
                f"--output {output} is inside --input {pattern}: the run would read its own output")
@@ -351,11 +318,27 @@ def _check(condition: bool, message: str):
         raise UsageError(message)
 
 
+def check_workers_get_fimflow(options: PipelineOptions) -> None:
+    """Raises ``UsageError`` for a Dataflow job whose workers would start on Beam's stock image.
+
+    That image has neither fimflow nor SentencePiece: every worker would fail
+    at its first element, after minutes of start-up.
+    """
+    if options.view_as(StandardOptions).runner not in ("DataflowRunner", "dataflow"):
+        return
+    workers = options.view_as(WorkerOptions)
+    image = workers.sdk_container_image or workers.worker_harness_container_image
+    _check(bool(image or options.view_as(SetupOptions).setup_file),
+           "--runner DataflowRunner needs --sdk_container_image IMAGE (the image deploy/Dockerfile builds) "
+           "or --setup_file ./setup.py: Beam's stock worker image has neither fimflow nor sentencepiece")
+
+
 def plan_run(options: PipelineOptions) -> RunPlan:
     """Validates options and inputs; raises ``UsageError`` with one clear line."""
     connect_anonymously_to_emulator()
     unknown = unknown_options(options)
     _check(not unknown, f"unknown option(s): {', '.join('--' + u for u in unknown)}")
+    check_workers_get_fimflow(options)
     o = options.view_as(FimflowOptions)
     _check(o.context_length >= MIN_CONTEXT_LENGTH,
            f"--context_length={o.context_length} is too small: at least {MIN_CONTEXT_LENGTH} "
@@ -363,18 +346,19 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     for name in ("fim_rate", "fim_spm_rate", "max_error_fraction"):
         value = getattr(o, name)
         _check(0.0 <= value <= 1.0, f"--{name}={value} must be between 0 and 1")
+    _check(o.read_split_bytes >= 1 << 20, f"--read_split_bytes={o.read_split_bytes} must be at least 1 MiB")
     for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens",
                  "tokenizer_processes", "tokenizer_threads"):
         _check(getattr(o, name) >= 0, f"--{name} must not be negative")
     _check(-(1 << 63) <= o.seed < (1 << 63), f"--seed={o.seed} must fit in 64 bits")
     if o.input:
         _check(o.output is not None, "--output is required with --input")
-        files = resolve_inputs(o.input, o.include, o.exclude)
+        selection = InputSelection(tuple(o.input), tuple(o.include or ()), tuple(o.exclude or ()))
     else:
         _check(is_direct(options),
                "--input is required on this runner: the default corpus exists only on this machine")
-        files = defaults.default_corpus_files()
-        _check(bool(files), "no --input given and the default corpus (Python standard library) was not found")
+        selection = defaults.default_corpus()
+    files = resolve_inputs(selection.patterns, selection.include, selection.exclude)
     output = expand_output(o.output or defaults.DEFAULT_OUTPUT,
                            datetime.datetime.now(datetime.timezone.utc)).rstrip("/")
     tokenizer_path = o.tokenizer or defaults.bundled_tokenizer_path()
@@ -394,6 +378,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     text_bytes = _estimated_text_bytes(files)
     processes = o.tokenizer_processes or default_tokenizer_processes(options)
     return RunPlan(
+        selection=selection,
         files=files,
         input_bytes=sum(f.size for f in files),
         output=output,
@@ -407,6 +392,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         text_field=o.text_field,
         id_field=o.id_field,
         max_file_bytes=o.max_file_bytes,
+        split_bytes=o.read_split_bytes,
         max_error_fraction=o.max_error_fraction,
         tokenizer_processes=processes,
         tokenizer_threads=o.tokenizer_threads or default_tokenizer_threads(options, processes),

@@ -57,7 +57,11 @@ def test_every_record_is_a_document_or_a_dead_letter_with_its_reason(tmp_path, c
     assert len(rejected) == errors["records_rejected"]
     assert all(r["source"] and r["reason"] and r["detail"] is not None for r in rejected)
     by_id = {r["id"]: r for r in rejected if r["id"]}
-    assert by_id["num"]["reason"] == "text_not_string" and by_id["num"]["index"] == 13
+    # Its position: the byte offset of its line, after the BOM and 13 lines.
+    a_jsonl = (tmp_path / "in" / "a.jsonl").read_bytes()
+    num_at = a_jsonl.index(b'{"content": 7, "id": "num"}')
+    assert a_jsonl[num_at - 1:num_at] == b"\n" and num_at == 3 + len(b"\n".join(a_jsonl[3:].split(b"\n")[:13])) + 1
+    assert by_id["num"]["reason"] == "text_not_string" and by_id["num"]["position"] == num_at
     assert by_id["no-text"]["raw_start"].startswith('{"id": "no-text"}')
 
 
@@ -161,7 +165,7 @@ def test_truncated_and_corrupt_files_end_in_a_dead_letter_not_a_crash(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
     cut = list(RecordReader().read(str(tmp_path / "cut.jsonl.gz")))
     assert len(cut) > 100 and [r.reason for r in cut[-2:]] == ["invalid_json", "unreadable_file"]
-    assert "truncated" in cut[-1].detail and cut[-1].index == cut[-2].index + 1
+    assert "truncated" in cut[-1].detail and cut[-1].position == cut[-2].position + 1
     assert all(isinstance(i, Document) for i in cut[:-2])
     # Cut where a line ends: every record read is whole, and only the decompressor
     # knows more was coming. Concatenated streams (gzip members, zstd frames) are

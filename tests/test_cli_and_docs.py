@@ -39,7 +39,7 @@ def test_readme_documents_every_run_option():
 
 def test_default_run_builds_a_dataset_in_fimflow_out_and_prints_a_summary(tmp_path, monkeypatch, capsys):
     # The default corpus is the whole standard library; a slice keeps the test fast.
-    monkeypatch.setattr(defaults, "default_corpus_files", _stdlib_slice)
+    monkeypatch.setattr(defaults, "default_corpus", _stdlib_slice)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", "--context_length", "512"]) == 0
     metadata = json.loads((tmp_path / defaults.DEFAULT_OUTPUT / "metadata.json").read_text())
@@ -50,16 +50,18 @@ def test_default_run_builds_a_dataset_in_fimflow_out_and_prints_a_summary(tmp_pa
         assert word in out
 
 
-_ALL = defaults.default_corpus_files
+_ALL = defaults.default_corpus
 
 
 def _stdlib_slice():
-    files = _ALL()
-    return [f for f in files if "/json/" in f.path or "/email/" in f.path]
+    everything = _ALL()
+    return everything._replace(patterns=tuple(f"{everything.patterns[0]}/{name}" for name in ("json", "email")))
 
 
 def test_default_corpus_is_the_standard_library_without_site_packages():
-    files = _ALL()
+    from pipeline.options import resolve_inputs
+
+    files = resolve_inputs(*_ALL())
     assert len(files) > 500 and sum(f.size for f in files) > 10_000_000
     assert all(f.path.endswith(".py") and "site-packages" not in f.path for f in files)
 
@@ -110,8 +112,14 @@ def test_run_needs_no_tensorflow(tmp_path, code_model_path):
 
 
 def test_default_corpus_is_refused_on_a_remote_runner(capsys):
-    assert cli.main(["run", "--runner", "DataflowRunner", "--output", "gs://b/o"]) == 2
+    assert cli.main(["run", "--runner", "DataflowRunner", "--sdk_container_image", "i", "--output", "gs://b/o"]) == 2
     assert "--input is required on this runner" in capsys.readouterr().err
+
+
+def test_a_dataflow_run_without_an_image_or_setup_file_is_refused_before_anything_starts(capsys):
+    """Beam's stock worker image lacks fimflow: every worker would fail after minutes of start-up."""
+    assert cli.main(["run", "--runner", "DataflowRunner", "--input", "gs://b/*.jsonl", "--output", "gs://b/o"]) == 2
+    assert "needs --sdk_container_image IMAGE" in capsys.readouterr().err
 
 
 def test_train_tokenizer_command_writes_a_lossless_model_with_control_sentinels(tmp_path, capsys):

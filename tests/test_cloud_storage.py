@@ -44,7 +44,8 @@ def test_gs_inputs_tokenizer_and_output_match_a_local_run(gcs, tmp_path, jsonl_c
     assert metadata["tokenizer"]["path"] == gcs.url("models/code.model")
     assert metadata["counts"]["documents"] == len(docs)
     assert metadata["errors"]["by_reason"] == {"text_not_string": 1}
-    rejected = [json.loads(line) for line in (local / "errors" / "rejected-00000-of-00001.jsonl").open()]
+    rejected = [json.loads(line) for path in sorted((local / "errors").glob("rejected-*.jsonl"))
+                for line in path.open()]
     assert [(r["source"], r["reason"]) for r in rejected] == [(gcs.url("corpus/bad.jsonl"), "text_not_string")]
     assert len(read_examples(str(local))) == metadata["counts"]["examples"]
     # Read in place too: through Beam's filesystems, so the emulator is honoured.

@@ -31,12 +31,12 @@ def build_template(gcs, tmp_path, code_model_path, *extra) -> dict:
     return json.loads(template.read_text())
 
 
-def staged_transform_names(gcs) -> list[str]:
+def staged_transform_names(gcs, staging: str = "df/staging") -> list[str]:
     """Names of the transforms in the pipeline proto the job staged (Runner v2 keeps them there)."""
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.portability.api import beam_runner_api_pb2
 
-    (proto,) = [m.path for m in FileSystems.match([gcs.url("df/staging/**")])[0].metadata_list
+    (proto,) = [m.path for m in FileSystems.match([gcs.url(f"{staging}/**")])[0].metadata_list
                 if m.path.endswith("/pipeline.pb")][-1:]
     with FileSystems.open(proto) as f:
         pipeline = beam_runner_api_pb2.Pipeline.FromString(f.read())
@@ -61,3 +61,37 @@ def test_dataflow_job_names_a_custom_container(gcs, tmp_path, code_model_path):
     job = build_template(gcs, tmp_path, code_model_path, "--sdk_container_image", image,
                          "--experiments", "use_runner_v2")
     assert image in json.dumps(job["environment"]["workerPools"])
+
+
+def test_the_launcher_submits_the_job_and_returns_leaving_the_lock_to_the_job(gcs, tmp_path, code_model_path):
+    from tests.dataflow_api import DataflowApiStandIn
+    from transforms.output_lock import read_lock
+
+    upload(b'{"content": "def f():\\n    return 1\\n"}\n', gcs.url("submit/in/a.jsonl"))
+    upload(Path(code_model_path).read_bytes(), gcs.url("submit/code.model"))
+    image = "europe-docker.pkg.dev/fimflow-test/fimflow/fimflow:0.1.0"
+    api = DataflowApiStandIn()
+    try:
+        env = {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+               "HOME": str(tmp_path)}
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", "--runner", "DataflowRunner", "--project", "fimflow-test",
+             "--region", "europe-west4", "--temp_location", gcs.url("submit/tmp"),
+             "--dataflow_endpoint", api.endpoint, "--no_auth", "--sdk_container_image", image,
+             "--input", gcs.url("submit/in/*.jsonl"), "--tokenizer", gcs.url("submit/code.model"),
+             "--output", gcs.url("submit/out")],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        api.stop()
+    assert result.returncode == 0, result.stderr[-3000:]
+    ((job_id, job),) = api.jobs.items()
+    # Returned at once with what an operator needs, while the job is still pending.
+    assert f"job            {job_id}" in result.stdout
+    assert (f"https://console.cloud.google.com/dataflow/jobs/europe-west4/{job_id}?project=fimflow-test"
+            in result.stdout)
+    assert gcs.url("submit/out") in result.stdout
+    assert image in json.dumps(job["environment"]["workerPools"])
+    # The job holds the output; its last step releases the lock.
+    assert read_lock(gcs.url("submit/out"))["run_id"]
+    names = staged_transform_names(gcs, "submit/tmp")
+    assert "Fimflow/WriteMetadata/ReleaseLock" in names

@@ -13,7 +13,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cli import main
 from pipeline.options import plan_run, resolve_inputs
-from transforms.read import InputChangedError, ReadFileStep, RecordReader, StorageError
+from transforms.read import InputChangedError, ReadRangeStep, RecordReader, StorageError
+from transforms.schema import FileRange
 
 
 class _FailingStream:
@@ -72,7 +73,7 @@ def test_a_storage_error_mid_file_fails_the_run_instead_of_losing_the_rest(tmp_p
                  "--context_length", "64"])
     err = capsys.readouterr().err
     assert code == 1
-    assert f"reading faulty://{path} failed after 100 record(s): ConnectionResetError" in err
+    assert f"reading faulty://{path} failed after 100 record(s) from byte 0: ConnectionResetError" in err
     assert not (out / "metadata.json").exists()
     # The same file read in full is fine: the fault, not the data, failed the run.
     FaultyFileSystem.fail_after = 1 << 30
@@ -95,7 +96,9 @@ def test_a_line_that_breaks_the_json_parser_is_one_dead_letter_not_the_rest_of_t
     path.write_text("\n".join(lines) + "\n")
     records = list(RecordReader().read(str(path)))
     assert len(records) == 103
-    assert [(r.index, r.reason) for r in records if hasattr(r, "reason")] == [(1, "invalid_json"), (2, "invalid_json")]
+    at = [len("\n".join(lines[:i])) + 1 for i in (1, 2)]
+    assert [(r.position, r.reason) for r in records if hasattr(r, "reason")] == [(at[0], "invalid_json"),
+                                                                                (at[1], "invalid_json")]
     assert "ValueError" in records[1].detail and "RecursionError" in records[2].detail
 
 
@@ -118,10 +121,12 @@ def test_an_input_changed_after_planning_fails_the_run(tmp_path, code_model_path
         path.write_text(text.replace("return", "yield!"))
         os.utime(path, (planned.mtime + 10, planned.mtime + 10))
     with pytest.raises(InputChangedError, match=str(path)):
-        list(ReadFileStep(RecordReader())(planned, {}))
+        list(ReadRangeStep(RecordReader())(FileRange(planned), {}))
 
 
-def test_a_file_deleted_after_planning_fails_the_whole_run(tmp_path, code_model_path):
+@pytest.mark.parametrize("change", ["delete", "add", "replace"])
+def test_inputs_changed_between_planning_and_matching_on_the_workers_fail_the_whole_run(
+        tmp_path, code_model_path, change):
     from apache_beam.testing.test_pipeline import TestPipeline
 
     from pipeline.build import FimflowPipeline
@@ -132,10 +137,17 @@ def test_a_file_deleted_after_planning_fails_the_whole_run(tmp_path, code_model_
         (src / f"{name}.jsonl").write_text("\n".join(good_lines(20)) + "\n")
     plan = plan_run(PipelineOptions(["--input", str(src), "--output", str(tmp_path / "out"),
                                      "--tokenizer", code_model_path, "--context_length", "64"]))
-    (src / "a.jsonl").unlink()
+    a = src / "a.jsonl"
+    if change == "delete":
+        a.unlink()
+    elif change == "add":
+        (src / "c.jsonl").write_text("\n".join(good_lines(3)) + "\n")
+    else:  # Same size, same count: only the fingerprint tells.
+        a.write_text(a.read_text().replace("return", "yield!"))
+        os.utime(a, (a.stat().st_mtime + 10, a.stat().st_mtime + 10))
     p = TestPipeline()
     _ = p | FimflowPipeline(plan)
-    with pytest.raises(Exception, match="was deleted after the run was planned"):
+    with pytest.raises(Exception, match="the inputs changed between planning and reading: 2 file"):
         p.run().wait_until_finish()
     assert not (tmp_path / "out" / "metadata.json").exists()
 

@@ -13,45 +13,42 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.options import resolve_inputs
 from transforms.core.hashing import content_hash, shuffle_key
 from transforms.core.packing import pack_bucket
 from transforms.core.tokenizer import SpecialTokenNames, TokenizerHandle
 from transforms.fim import ApplyFim
 from transforms.pack import PackChunks
 from transforms.read import ReadDocuments
-from transforms.schema import Chunk, Document, FimConfig, TokenizedDocument
+from transforms.schema import Chunk, Document, FimConfig, InputSelection, TokenizedDocument
 from transforms.shuffle import ShuffleDocuments
 from transforms.stats import MergeStats
 from transforms.tokenize import TokenizeDocuments
 
 
 def test_read_documents_from_jsonl_gz_parquet_and_source_files(tmp_path):
-    (tmp_path / "a.jsonl").write_text(
-        '{"content": "doc one", "id": 1}\n'
-        "not json\n"
-        '{"text": "wrong field"}\n'
-        '{"content": 5}\n'
-        '{"content": "   "}\n'
-        "\ufeff" '{"content": "after bom"}\n', encoding="utf-8")
+    a_lines = ['{"content": "doc one", "id": 1}\n', "not json\n", '{"text": "wrong field"}\n',
+               '{"content": 5}\n', '{"content": "   "}\n', "\ufeff" '{"content": "after bom"}\n']
+    (tmp_path / "a.jsonl").write_text("".join(a_lines), encoding="utf-8")
+    # A JSONL record's position is the byte offset of its line.
+    at = [len("".join(a_lines[:i]).encode()) for i in range(len(a_lines))]
     with gzip.open(tmp_path / "b.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write(json.dumps({"content": "gzipped"}) + "\n")
     (tmp_path / "c.jsonl").write_bytes(b'{"content": "bad \xff utf8"}\n')
     pq.write_table(pa.table({"content": ["row zero", None, "row two"]}), tmp_path / "d.parquet")
     (tmp_path / "e.py").write_text("print('whole file')\n")
     (tmp_path / "f.bin").write_bytes(b"\x00\x01\x02binary")
-    files = resolve_inputs([str(tmp_path)])
     with TestPipeline() as p:
-        out = p | ReadDocuments(files, "content", "id")
-        docs = out["documents"] | "DocText" >> beam.Map(lambda d: (d.source.rsplit("/", 1)[1], d.index, d.text))
-        reasons = out["rejected"] | "Reason" >> beam.Map(lambda r: (r.source.rsplit("/", 1)[1], r.index, r.reason))
+        out = p | ReadDocuments(InputSelection((str(tmp_path),)), "content", "id")
+        docs = out["documents"] | "DocText" >> beam.Map(lambda d: (d.source.rsplit("/", 1)[1], d.position, d.text))
+        reasons = out["rejected"] | "Reason" >> beam.Map(
+            lambda r: (r.source.rsplit("/", 1)[1], r.position, r.reason))
         assert_that(docs, equal_to([
-            ("a.jsonl", 0, "doc one"), ("a.jsonl", 5, "after bom"), ("b.jsonl.gz", 0, "gzipped"),
+            ("a.jsonl", 0, "doc one"), ("a.jsonl", at[5], "after bom"), ("b.jsonl.gz", 0, "gzipped"),
             ("d.parquet", 0, "row zero"), ("d.parquet", 2, "row two"), ("e.py", 0, "print('whole file')\n"),
         ]), label="documents")
         assert_that(reasons, equal_to([
-            ("a.jsonl", 1, "invalid_json"), ("a.jsonl", 2, "missing_text_field"),
-            ("a.jsonl", 3, "text_not_string"), ("a.jsonl", 4, "empty_document"),
+            ("a.jsonl", at[1], "invalid_json"), ("a.jsonl", at[2], "missing_text_field"),
+            ("a.jsonl", at[3], "text_not_string"), ("a.jsonl", at[4], "empty_document"),
             ("c.jsonl", 0, "invalid_utf8"), ("d.parquet", 1, "text_not_string"),
             ("f.bin", 0, "binary_file"),
         ]), label="rejected")

@@ -5,10 +5,13 @@ time. It is created exclusively: ``O_EXCL`` on a local disk, an
 ``if_generation_match=0`` precondition on Cloud Storage, so of two runs
 started on the same output only one gets it; the other stops before touching
 a file, with one line naming the run that holds it. Creating it is also the
-check that the output is writable, done before the pipeline starts. The run
-releases it when it ends, however it ends; ``metadata.json`` is written only
-while the lock is still this run's. A lock left by a process that no longer
-exists on this host is taken over; any other is the user's to remove.
+check that the output is writable, done before the pipeline starts.
+``metadata.json`` is written only while the lock is still this run's, and
+the pipeline's last step releases it. A local run also releases it when it
+ends, however it ends. A job that runs on after its launcher returned
+(Dataflow) and fails keeps it, so that nothing else writes there before a
+person looks. A lock left by a process that no longer exists on this host is
+taken over; any other is the user's to remove.
 
 Other filesystems have no exclusive create in Beam's API: there the lock is
 created after checking that none exists, which narrows the race but does not
@@ -134,15 +137,28 @@ class OutputLock:
             FileSystems.delete([path])
         raise OutputBusyError(
             f"{self.output} is being written by another run (id {holder.get('run_id')}, host {holder.get('host')}, "
-            f"process {holder.get('pid')}, started {holder.get('started')}); if that run is gone, delete {path}")
+            f"process {holder.get('pid')}, started {holder.get('started')}); if that run is gone (its process "
+            f"ended, or its Dataflow job failed or was cancelled), delete {path}")
+
+    def hand_over(self) -> None:
+        """The lock is now the job's: its last step releases it, ``release()`` no longer does."""
+        self._held = False
 
     def release(self) -> None:
-        if not self._held:
-            return
-        self._held = False
-        holder = read_lock(self.output)
-        if holder and holder.get("run_id") == self.run_id:
-            FileSystems.delete([lock_path(self.output)])
+        if self._held:
+            self._held = False
+            release_lock(self.output, self.run_id)
+
+
+def release_lock(output: str, run_id: str) -> None:
+    """Deletes ``output``'s lock if ``run_id`` holds it; a lock of another run is left alone."""
+    holder = read_lock(output)
+    if holder and holder.get("run_id") == run_id:
+        try:
+            FileSystems.delete([lock_path(output)])
+        except Exception:  # Released meanwhile by the run's other end (launcher or last step).
+            if read_lock(output) is not None:
+                raise
 
 
 def check_lock_holder(output: str, run_id: Optional[str]) -> None:

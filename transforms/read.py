@@ -1,6 +1,6 @@
 """Reading documents from JSONL, Parquet and plain source files.
 
-In: the planned ``InputFile``s (local or any Beam filesystem such as ``gs://``).
+In: an ``InputSelection`` (matched on the workers by ``transforms.match``).
 Out: ``documents`` (``Document``) and ``rejected`` (``Rejected``: a record
 that could not become a document, with its source, position and reason).
 Every record read comes out exactly once on one of the two outputs.
@@ -17,8 +17,12 @@ Three kinds of failure, three answers:
   An exception raised by the file's byte stream itself is such a failure;
   everything raised above it (decompression, parsing) is the content's.
 
-The file is the unit of reading; a ``Reshuffle`` after reading breaks fusion
-so that tokenization of one large file is spread over all workers.
+An uncompressed JSONL file larger than ``split_bytes`` is read in byte
+ranges, each by whichever worker takes it, as Beam's text source splits:
+a range holds the lines that start inside it. Records are named by their
+byte position, so the output does not depend on how a file was split.
+Compressed files and Parquet files are read whole, one worker each; a
+``Reshuffle`` after reading spreads their tokenization over all workers.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from apache_beam.io.filesystem import CompressedFile, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import check_decompressed_to_the_end, connect_anonymously_to_emulator
-from transforms.schema import REJECTED_REASON_PREFIX, SKIP_REASONS, Document, InputFile, Rejected, Stats
+from transforms.match import MatchInputs, planned
+from transforms.schema import (REJECTED_REASON_PREFIX, SKIP_REASONS, Document, FileRange, InputFile,
+                               InputSelection, Rejected, Stats)
 from transforms.stats import StepWithStats
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -42,6 +48,7 @@ PARQUET_SUFFIXES = (".parquet",)
 COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".deflate")
 RAW_START_CHARS = 200
 BINARY_SNIFF_BYTES = 8192
+DEFAULT_SPLIT_BYTES = 64 << 20
 _SURROGATE = re.compile("[\ud800-\udfff]")
 logger = logging.getLogger(__name__)
 
@@ -121,57 +128,67 @@ class RecordReader:
         self._id_field = id_field
         self._max_file_bytes = max_file_bytes
 
-    def read(self, path: str, size: Optional[int] = None) -> Iterator[Document | Rejected]:
-        """Every record of ``path``; a file whose content breaks off (a truncated .gz, a corrupt
-        Parquet footer) ends with one ``unreadable_file`` record; a storage failure raises
-        ``StorageError``."""
-        reader = {"jsonl": self._read_jsonl, "parquet": self._read_parquet,
-                  "text": functools.partial(self._read_text_file, size=size)}[file_format(path)]
+    def read(self, path: str, size: Optional[int] = None, start: int = 0,
+             end: Optional[int] = None) -> Iterator[Document | Rejected]:
+        """Every record of ``path`` (of a JSONL file: every line that starts in ``[start, end)``);
+        a file whose content breaks off (a truncated .gz, a corrupt Parquet footer) ends with one
+        ``unreadable_file`` record; a storage failure raises ``StorageError``."""
+        fmt = file_format(path)
+        if (start, end) != (0, None) and not splittable(path):
+            raise ValueError(f"{path}: only uncompressed JSONL files are read in byte ranges")
+        reader = {"jsonl": functools.partial(self._read_jsonl, start=start, end=end),
+                  "parquet": self._read_parquet,
+                  "text": functools.partial(self._read_text_file, size=size)}[fmt]
         stream = _ByteStream(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
-        index = 0
+        records, position = 0, start
         with stream:
             try:
                 for item in reader(path, stream):
-                    index = item.index + 1
+                    records, position = records + 1, item.position
                     yield item
             except Exception as e:
                 if stream.error is not None:
-                    raise StorageError(f"reading {path} failed after {index} record(s): "
+                    raise StorageError(f"reading {path} failed after {records} record(s) from byte {start}: "
                                        f"{type(stream.error).__name__}: {stream.error}") from e
-                logger.warning("%s: unreadable after %d record(s): %s: %s", path, index, type(e).__name__, e)
-                yield Rejected(path, index, "unreadable_file", f"{type(e).__name__}: {e}"[:500], "")
+                logger.warning("%s: unreadable after %d record(s): %s: %s", path, records, type(e).__name__, e)
+                # Past the last record read, so that it sorts after it among the dead letters.
+                yield Rejected(path, position + (records > 0), "unreadable_file",
+                               f"{type(e).__name__}: {e}"[:500], "")
 
-    def _document(self, path: str, index: int, text, doc_id, raw_start: str) -> Document | Rejected:
+    def _document(self, path: str, position: int, text, doc_id, raw_start: str) -> Document | Rejected:
         if not isinstance(text, str):
-            return Rejected(path, index, "text_not_string",
+            return Rejected(path, position, "text_not_string",
                             f"field {self._text_field!r} is {type(text).__name__}", raw_start, doc_id)
         # isspace() rather than strip(): no copy of a document of hundreds of MB.
         if not text or text.isspace():
-            return Rejected(path, index, "empty_document", "no non-whitespace text", raw_start, doc_id)
+            return Rejected(path, position, "empty_document", "no non-whitespace text", raw_start, doc_id)
         # JSON may escape a lone surrogate ("\ud800"): valid JSON, but no UTF-8
         # text, and the tokenizer would fail on it mid-job.
         if not text.isascii() and (m := _SURROGATE.search(text)):
-            return Rejected(path, index, "lone_surrogate", f"U+{ord(m.group()):04X} at character {m.start()}",
+            return Rejected(path, position, "lone_surrogate", f"U+{ord(m.group()):04X} at character {m.start()}",
                             raw_start, doc_id)
-        return Document(path, index, text, doc_id)
+        return Document(path, position, text, doc_id)
 
-    def _from_record(self, path: str, index: int, record, raw_start: str) -> Document | Rejected:
+    def _from_record(self, path: str, position: int, record, raw_start: str) -> Document | Rejected:
         if not isinstance(record, dict):
-            return Rejected(path, index, "not_an_object", f"JSON {type(record).__name__}", raw_start)
+            return Rejected(path, position, "not_an_object", f"JSON {type(record).__name__}", raw_start)
         doc_id = record.get(self._id_field) if self._id_field else None
         doc_id = None if doc_id is None else str(doc_id)
         if self._text_field not in record:
-            return Rejected(path, index, "missing_text_field",
+            return Rejected(path, position, "missing_text_field",
                             f"no field {self._text_field!r}", raw_start, doc_id)
-        return self._document(path, index, record[self._text_field], doc_id, raw_start)
+        return self._document(path, position, record[self._text_field], doc_id, raw_start)
 
-    def _read_jsonl(self, path: str, stream: _ByteStream) -> Iterator[Document | Rejected]:
+    def _read_jsonl(self, path: str, stream: _ByteStream, start: int = 0,
+                    end: Optional[int] = None) -> Iterator[Document | Rejected]:
         f = _decompressed(path, stream)
-        # A plain loop, not enumerate(): enumerate's cached result tuple
-        # would keep the previous line alive after ``del raw``.
-        index = -1
-        while raw := f.readline():
-            index += 1
+        position = start
+        if start:
+            # The line that holds byte start - 1 belongs to the range before.
+            f.seek(start - 1)
+            position = start - 1 + len(f.readline())
+        while (end is None or position < end) and (raw := f.readline()):
+            line_start, position = position, position + len(raw)
             if raw.isspace():
                 continue
             raw_start = _raw_start(raw)
@@ -181,7 +198,7 @@ class RecordReader:
             try:
                 line = raw.decode("utf-8-sig")
             except UnicodeDecodeError as e:
-                yield Rejected(path, index, "invalid_utf8", str(e), raw_start)
+                yield Rejected(path, line_start, "invalid_utf8", str(e), raw_start)
                 continue
             del raw
             try:
@@ -189,14 +206,15 @@ class RecordReader:
             # Not only JSONDecodeError: a number of 5,000 digits is a
             # ValueError, 100,000 nested brackets a RecursionError.
             except (ValueError, RecursionError) as e:
-                result: Document | Rejected = Rejected(path, index, "invalid_json",
+                result: Document | Rejected = Rejected(path, line_start, "invalid_json",
                                                        f"{type(e).__name__}: {e}"[:500], raw_start)
             else:
-                result = self._from_record(path, index, record, raw_start)
+                result = self._from_record(path, line_start, record, raw_start)
             del line
             record = None
             yield result
-        check_decompressed_to_the_end(f)
+        if end is None:
+            check_decompressed_to_the_end(f)
 
     def _read_parquet(self, path: str, stream: _ByteStream) -> Iterator[Document | Rejected]:
         import pyarrow.parquet as pq  # Only Parquet inputs pay for the import.
@@ -208,14 +226,14 @@ class RecordReader:
             return
         id_field = self._id_field if self._id_field in names else None
         columns = [self._text_field] + ([id_field] if id_field else [])
-        index = 0
+        row = 0
         for batch in parquet.iter_batches(columns=columns, batch_size=1024):
             texts = batch.column(self._text_field).to_pylist()
             ids = batch.column(id_field).to_pylist() if id_field else [None] * len(texts)
             for text, doc_id in zip(texts, ids):
                 doc_id = None if doc_id is None else str(doc_id)
-                yield self._document(path, index, text, doc_id, _raw_start(text if isinstance(text, str) else ""))
-                index += 1
+                yield self._document(path, row, text, doc_id, _raw_start(text if isinstance(text, str) else ""))
+                row += 1
 
 
     def _read_text_file(self, path: str, stream: _ByteStream, size: Optional[int]) -> Iterator[Document | Rejected]:
@@ -240,9 +258,18 @@ class RecordReader:
         yield self._document(path, 0, text, None, raw_start)
 
 
-def planned(metadata) -> InputFile:
-    """The ``InputFile`` of a Beam ``FileMetadata``: what reading will hold the file to."""
-    return InputFile(metadata.path, metadata.size_in_bytes, getattr(metadata, "last_updated_in_seconds", None))
+def splittable(path: str) -> bool:
+    """Whether ``path`` can be read in byte ranges: uncompressed JSONL."""
+    return (file_format(path) == "jsonl"
+            and CompressionTypes.detect_compression_type(path) == CompressionTypes.UNCOMPRESSED)
+
+
+def split_ranges(file: InputFile, split_bytes: int) -> list[FileRange]:
+    """``file`` as ranges of ``split_bytes`` when it can be split and is larger, else whole."""
+    if not splittable(file.path) or file.size <= split_bytes:
+        return [FileRange(file)]
+    return [FileRange(file, start, min(start + split_bytes, file.size))
+            for start in range(0, file.size, split_bytes)]
 
 
 def check_unchanged(file: InputFile) -> None:
@@ -262,10 +289,10 @@ def check_unchanged(file: InputFile) -> None:
                                 f"planned at {file.mtime})")
 
 
-class ReadFileStep:
-    """An ``InputFile`` -> its ``Document``s and ``Rejected`` records, counted as read.
+class ReadRangeStep:
+    """A ``FileRange`` -> its ``Document``s and ``Rejected`` records, counted as read.
 
-    The file must be the one planned, before and after it is read: a file
+    The file must be the one matched, before and after it is read: a file
     deleted, truncated, grown or replaced meanwhile fails the run instead of
     quietly giving other data.
     """
@@ -276,38 +303,46 @@ class ReadFileStep:
     def setup(self):
         connect_anonymously_to_emulator()
 
-    def __call__(self, file: InputFile, stats: Stats):
+    def __call__(self, part: FileRange, stats: Stats):
+        file = part.file
         check_unchanged(file)
-        for item in self._reader.read(file.path, file.size):
+        stats["file_ranges_read"] += 1
+        for item in self._reader.read(file.path, file.size, part.start, part.end):
             stats["records_read"] += 1
             if isinstance(item, Rejected):
                 stats["records_rejected"] += 1
                 stats["records_in_error"] += item.reason not in SKIP_REASONS
                 stats[REJECTED_REASON_PREFIX + item.reason] += 1
                 if item.reason == "unreadable_file":
-                    stats["bytes_in_error"] += file.size
+                    stats["bytes_in_error"] += (file.size if part.end is None else part.end) - part.start
             yield item
         check_unchanged(file)
 
 
 class ReadDocuments(beam.PTransform):
     """``PBegin`` -> ``{'documents': PCollection[Document], 'rejected': PCollection[Rejected],
-    'stats': PCollection[Stats]}``."""
+    'stats': PCollection[Stats]}``, the stats counting the files matched (``transforms.match``)
+    and the records read."""
 
-    def __init__(self, files: list[InputFile], text_field: str = "content",
-                 id_field: Optional[str] = None, max_file_bytes: int = 10 << 20):
+    def __init__(self, selection: InputSelection, text_field: str = "content",
+                 id_field: Optional[str] = None, max_file_bytes: int = 10 << 20,
+                 split_bytes: int = DEFAULT_SPLIT_BYTES):
         super().__init__()
-        self._files = sorted(files)
+        self._selection = selection
         self._reader = RecordReader(text_field, id_field, max_file_bytes)
+        self._split_bytes = split_bytes
 
     def expand(self, pbegin):
-        results = (pbegin
-                   | "Files" >> beam.Create(self._files).with_output_types(InputFile)
-                   | "ReadFiles" >> StepWithStats("read", ReadFileStep(self._reader), "documents",
-                                                  input_type=InputFile, output_type=Document,
-                                                  tagged={Rejected: "rejected"}))
+        matched = pbegin | "Match" >> MatchInputs(self._selection)
+        results = (matched["files"]
+                   | "Split" >> beam.FlatMap(split_ranges, self._split_bytes).with_output_types(FileRange)
+                   # Ranges of one file leave the bundle that made them: each worker takes some.
+                   | "SpreadRanges" >> beam.Reshuffle()
+                   | "ReadRanges" >> StepWithStats("read", ReadRangeStep(self._reader), "documents",
+                                                   input_type=FileRange, output_type=Document,
+                                                   tagged={Rejected: "rejected"}))
         return {
             "documents": results["documents"] | "BreakFusion" >> beam.Reshuffle(),
             "rejected": results["rejected"],
-            "stats": results["stats"],
+            "stats": (matched["stats"], results["stats"]) | "ReadStats" >> beam.Flatten(),
         }

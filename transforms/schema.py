@@ -3,7 +3,8 @@
 Every stage imports this module and ``transforms.core``, never another stage.
 The element types, in pipeline order::
 
-    InputFile ─Read─▶ Document | Rejected ─Tokenize─▶ TokenizedDocument
+    InputSelection ─Match─▶ InputFile ─Split─▶ FileRange
+      ─Read─▶ Document | Rejected ─Tokenize─▶ TokenizedDocument
       ─Shuffle─▶ (bucket, [TokenizedDocument]) ─Pack─▶ Chunk ─Fim─▶ Example
       ─WriteExamples─▶ ShardInfo            Rejected ─WriteRejected─▶ ShardInfo
 
@@ -46,28 +47,50 @@ FIM_LEVELS = ("context", "document")
 TRIM_POLICIES = ("paper", "keep_middle")
 
 
+class InputSelection(NamedTuple):
+    """What ``--input``, ``--include`` and ``--exclude`` select: patterns, then fnmatch globs on paths."""
+
+    patterns: tuple
+    include: tuple = ()
+    exclude: tuple = ()
+
+
 class InputFile(NamedTuple):
-    """A file as planned: reading checks that it is still this file (size, modification time)."""
+    """A file as matched: reading checks that it is still this file (size, modification time)."""
 
     path: str
     size: int
     mtime: Optional[float] = None
 
 
+class FileRange(NamedTuple):
+    """The records of ``file`` that start in bytes ``[start, end)``; ``end`` None: to the end."""
+
+    file: InputFile
+    start: int = 0
+    end: Optional[int] = None
+
+
 class Document(NamedTuple):
-    """Text of one document and where it came from (``index``: line, row or 0)."""
+    """Text of one document and where it came from.
+
+    ``position``: the byte offset where its line starts in the (decompressed)
+    JSONL file, its row in a Parquet file, 0 for a whole file. A position, not
+    a line number, so that a file read in byte ranges by many workers names
+    each record the same way as a file read whole.
+    """
 
     source: str
-    index: int
+    position: int
     text: str
     id: Optional[str] = None
 
 
 class Rejected(NamedTuple):
-    """A record that did not become a document: the dead letter's content."""
+    """A record that did not become a document: the dead letter's content (``position`` as in ``Document``)."""
 
     source: str
-    index: int
+    position: int
     reason: str
     detail: str
     raw_start: str

@@ -29,9 +29,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import connect_anonymously_to_emulator
-from transforms.core.hashing import shard_key
+from transforms.core.hashing import rejected_shard_key, shard_key
 from transforms.core.records import example_record, tfrecord_frame
-from transforms.output_lock import check_lock_holder
+from transforms.match import INPUT_FINGERPRINT, check_inputs_as_planned
+from transforms.output_lock import check_lock_holder, release_lock
 from transforms.schema import (ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, METADATA_FILE, REJECTED_PREFIX,
                                REJECTED_REASON_PREFIX, SKIP_REASONS, TRAIN_PREFIX, Rejected, ShardInfo)
 
@@ -134,20 +135,32 @@ class WriteExamples(beam.PTransform):
 
 
 class WriteRejected(beam.PTransform):
-    """``PCollection[Rejected]`` -> ``PCollection[ShardInfo]`` of ``OUTPUT/errors/rejected-*.jsonl``."""
+    """``PCollection[Rejected]`` -> ``PCollection[ShardInfo]`` of ``OUTPUT/errors/rejected-*.jsonl``.
 
-    def __init__(self, output_dir: str):
+    Spread over ``num_shards`` by a hash of each record's source and position,
+    so no one worker sorts every dead letter of a badly broken corpus; each
+    shard is sorted by source, position and reason.
+    """
+
+    def __init__(self, output_dir: str, num_shards: int):
         super().__init__()
         self._prefix = FileSystems.join(output_dir, ERRORS_DIR, REJECTED_PREFIX)
+        self._num_shards = num_shards
 
     def expand(self, rejected):
+        num_shards = self._num_shards
+
+        # Not annotated: Beam would code the 64-bit unsigned key as a signed varint.
+        def keyed_record(r):
+            # The source as bytes: Beam codes str as strict UTF-8, and a file name
+            # need not be; UTF-8 bytes sort as their text does.
+            source = r.source.encode("utf-8", "surrogateescape")
+            shard = rejected_shard_key(source, r.position) % num_shards
+            return shard, ((source, r.position, r.reason), r.as_json_line())
+
         return (rejected
-                # The source as bytes: Beam codes str as strict UTF-8, and a file name
-                # need not be; UTF-8 bytes sort as their text does.
-                | "Key" >> beam.Map(lambda r: (0, ((r.source.encode("utf-8", "surrogateescape"), r.index, r.reason),
-                                                   r.as_json_line())))
-                .with_input_types(Rejected)
-                | "Write" >> WriteSortedShards(self._prefix, 1, ".jsonl", _json_line))
+                | "Key" >> beam.Map(keyed_record).with_input_types(Rejected)
+                | "Write" >> WriteSortedShards(self._prefix, num_shards, ".jsonl", _json_line))
 
 
 def remove_dataset_files(output_dir: str) -> list[str]:
@@ -244,23 +257,26 @@ def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, e
                    "files": [relative(s.path) for s in error_shards]},
         "counts": {k: v for k, v in stats.items()
                    if not k.startswith((REJECTED_REASON_PREFIX, FRAGMENT_HISTOGRAM_PREFIX))
-                   and k not in ("records_read", "records_rejected", "records_in_error")},
+                   and k not in ("records_read", "records_rejected", "records_in_error", INPUT_FINGERPRINT)},
         "measured": summarize(stats),
     })
     return metadata
 
 
 class _WriteMetadataFn(beam.DoFn):
-    def __init__(self, output_dir: str, static: dict, max_error_fraction: float, run_id: Optional[str]):
+    def __init__(self, output_dir: str, static: dict, max_error_fraction: float, planned_inputs: dict,
+                 run_id: Optional[str]):
         self._output_dir = output_dir
         self._static = static
         self._max_error_fraction = max_error_fraction
+        self._planned_inputs = planned_inputs
         self._run_id = run_id
 
     def setup(self):
         connect_anonymously_to_emulator()
 
     def process(self, _, stats: dict, shards: list, error_shards: list):
+        check_inputs_as_planned(self._planned_inputs, stats)
         check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR),
                        self._static.get("input_bytes", 0))
         metadata = dataset_metadata(self._static, stats, self._output_dir, shards, error_shards)
@@ -277,22 +293,36 @@ class WriteMetadata(beam.PTransform):
 
     In: the merged statistics (one dict) as the input; ``ShardInfo``s of the
     dataset and of the dead letters as side inputs. Out: the metadata path.
-    Fails the pipeline instead, writing nothing, when a record is unaccounted
-    for, too many records were rejected, or (given ``run_id``) the run no
-    longer holds the output's lock.
+    Fails the pipeline instead, writing nothing, when the files read are not
+    the ``planned_inputs`` (``transforms.match.input_stats``), a record is
+    unaccounted for, too many records were rejected, or (given ``run_id``)
+    the run no longer holds the output's lock. The run's last step, given
+    ``run_id``, releases that lock: a job that runs on after its launcher
+    has returned (Dataflow) releases it when the dataset is complete.
     """
 
     def __init__(self, output_dir: str, static: dict, max_error_fraction: float, shards, error_shards,
-                 run_id: Optional[str] = None):
+                 planned_inputs: dict, run_id: Optional[str] = None):
         super().__init__()
-        self._fn = _WriteMetadataFn(output_dir, static, max_error_fraction, run_id)
+        self._fn = _WriteMetadataFn(output_dir, static, max_error_fraction, planned_inputs, run_id)
         self._shards = shards
         self._error_shards = error_shards
+        self._output_dir = output_dir
+        self._run_id = run_id
 
     def expand(self, stats):
-        return (stats.pipeline
-                | "Trigger" >> beam.Create([None])
-                | "Write" >> beam.ParDo(self._fn, stats=beam.pvalue.AsSingleton(stats),
-                                        shards=beam.pvalue.AsList(self._shards),
-                                        error_shards=beam.pvalue.AsList(self._error_shards))
-                .with_output_types(str))
+        written = (stats.pipeline
+                   | "Trigger" >> beam.Create([None])
+                   | "Write" >> beam.ParDo(self._fn, stats=beam.pvalue.AsSingleton(stats),
+                                           shards=beam.pvalue.AsList(self._shards),
+                                           error_shards=beam.pvalue.AsList(self._error_shards))
+                   .with_output_types(str))
+        if self._run_id is None:
+            return written
+        return written | "ReleaseLock" >> beam.Map(_released, self._output_dir, self._run_id).with_output_types(str)
+
+
+def _released(metadata_path: str, output_dir: str, run_id: str) -> str:
+    connect_anonymously_to_emulator()
+    release_lock(output_dir, run_id)
+    return metadata_path

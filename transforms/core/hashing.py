@@ -40,3 +40,14 @@ def seeded_rng(*identity) -> random.Random:
 def shard_key(seed: int, bucket: int, index: int) -> int:
     """Where an example goes: shard ``key % num_shards``, ordered by ``key`` inside it."""
     return _digest64(f"shard:{seed}:{bucket}:{index}".encode())
+
+
+def rejected_shard_key(source: bytes, position: int) -> int:
+    """Which dead-letter shard a rejected record goes to: ``key % num_shards``."""
+    return _digest64(b"rejected:" + source + b"\0" + str(position).encode())
+
+
+def file_fingerprint(path: str, size: int, mtime) -> int:
+    """A 31-bit digest of a file's identity. Summed over files it does not depend on their order,
+    and the sum over 2**32 files still fits the 64-bit Beam counter it is also published as."""
+    return _digest64(f"{path}\0{size}\0{mtime!r}".encode("utf-8", "surrogateescape")) >> 33
