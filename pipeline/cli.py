@@ -49,7 +49,9 @@ USAGE = """usage: fimflow {run,train-tokenizer,inspect} [options]
 """
 
 
-def _run(argv: list[str]) -> int:
+def _run(argv: list[str], launches_job: bool = False) -> int:
+    """``fimflow run``. ``launches_job``: the Flex Template launcher runs this, and the job
+    written to ``--template_location`` is the job Dataflow starts at once (``launch_flex_template``)."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
@@ -80,7 +82,9 @@ def _run(argv: list[str]) -> int:
         # Workers import fimflow as an installed package; pickling __main__
         # (Beam's default on Dataflow) would only add a way to break.
         setup.save_main_session = False
-    template = options.view_as(GoogleCloudOptions).template_location
+    # A classic template (--template_location by hand) may run any number of times, later:
+    # no lock, no clearing. A Flex Template launch writes the one job about to run.
+    template = None if launches_job else options.view_as(GoogleCloudOptions).template_location
     # Locally, the Python runner every test runs on; never Prism by surprise.
     runner = local_runner(options) if is_direct(options) else None
     pipeline = beam.Pipeline(runner=runner, options=options)
@@ -138,7 +142,7 @@ def _run_holding(pipeline, plan, options, lock, start: float) -> int:
     try:
         result = pipeline.run()
         if not (is_direct(options) or options.view_as(FimflowOptions).wait):
-            lock.hand_over()
+            lock.hand_over(result.job_id() if getattr(result, "has_job", False) else "launched from a Flex Template")
             print(submitted_summary(result, options, plan.output))
             return 0
         state = result.wait_until_finish()
@@ -165,8 +169,10 @@ def submitted_summary(result, options, output: str) -> str:
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
     cloud = options.view_as(GoogleCloudOptions)
-    job_id = result.job_id() if hasattr(result, "job_id") else None
-    lines = [f"job            {job_id or 'submitted'} ({result.state})"]
+    # A Flex Template launch writes the job to a file; Dataflow creates it and shows its id.
+    job_id = result.job_id() if getattr(result, "has_job", False) else None
+    lines = [f"job            {job_id} ({result.state})" if job_id else
+             f"job            written to {cloud.template_location}, for the Flex Template launch to create"]
     if job_id and cloud.region and cloud.project:
         lines.append(f"console        https://console.cloud.google.com/dataflow/jobs/{cloud.region}/{job_id}"
                      f"?project={cloud.project}")
@@ -257,6 +263,29 @@ def _inspect(argv: list[str]) -> int:
 
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     return inspect_dataset(args.output, args.n, args.tokenizer, color, sys.stdout)
+
+
+WORKER_IMAGE_ENV = "FIMFLOW_WORKER_IMAGE"
+
+
+def launch_flex_template(argv: list[str], environ=None) -> int:
+    """The Flex Template entry point (``deploy/launch.py``): ``fimflow run`` with the template's
+    parameters, as a job submission.
+
+    The image records its own name in ``FIMFLOW_WORKER_IMAGE`` when it is built
+    (``deploy/Dockerfile``), and that image is the workers' image unless the
+    launch names another (``sdk_container_image``): every launch path (gcloud,
+    the REST body, Terraform, the console) then starts workers that have
+    fimflow, its pins and the bundled model.
+    """
+    import os
+
+    image = (os.environ if environ is None else environ).get(WORKER_IMAGE_ENV)
+    named = any(a.lstrip("-").split("=")[0] in ("sdk_container_image", "worker_harness_container_image")
+                for a in argv)
+    if image and not named:
+        argv = [*argv, f"--sdk_container_image={image}"]
+    return _run(argv, launches_job=True)
 
 
 COMMANDS = {"run": _run, "train-tokenizer": _train_tokenizer, "inspect": _inspect}

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import sysconfig
-from pathlib import Path
 
 from transforms.schema import InputSelection
 
 DEFAULT_OUTPUT = "fimflow_out"
 NOT_STDLIB = ("site-packages", "dist-packages", "__pycache__")
-BUNDLED_TOKENIZER = Path(__file__).parent / "assets" / "fimflow-code-16k.model"
+# Inside the installed package: the launcher and every worker resolve it in their own copy.
+BUNDLED_TOKENIZER = "package://pipeline/assets/fimflow-code-16k.model"
 
 
 def bundled_tokenizer_path() -> str:
-    return str(BUNDLED_TOKENIZER)
+    return BUNDLED_TOKENIZER
 
 
 def default_corpus() -> InputSelection:

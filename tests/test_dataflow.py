@@ -95,3 +95,36 @@ def test_the_launcher_submits_the_job_and_returns_leaving_the_lock_to_the_job(gc
     assert read_lock(gcs.url("submit/out"))["run_id"]
     names = staged_transform_names(gcs, "submit/tmp")
     assert "Fimflow/WriteMetadata/ReleaseLock" in names
+
+
+def test_a_flex_template_launch_gives_the_job_the_image_it_was_built_as(gcs, tmp_path, code_model_path):
+    """deploy/launch.py as the Flex Template launcher runs it: template parameters and the launcher's
+    own options as --name=value, the job written to --template_location for Dataflow to create."""
+    from transforms.output_lock import read_lock
+
+    upload(b'{"content": "def f():\\n    return 1\\n"}\n', gcs.url("flex/in/a.jsonl"))
+    upload(Path(code_model_path).read_bytes(), gcs.url("flex/code.model"))
+    image = "europe-west4-docker.pkg.dev/fimflow-test/fimflow/fimflow:0.1.0"
+    env = {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+           "HOME": str(tmp_path), "FIMFLOW_WORKER_IMAGE": image}
+
+    def launch(output: str):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "deploy" / "launch.py"), "--runner=DataflowRunner",
+             "--project=fimflow-test", "--region=europe-west4", f"--temp_location={gcs.url('flex/tmp')}",
+             f"--staging_location={gcs.url('flex/staging')}", f"--template_location={tmp_path / 'job.json'}",
+             f"--input={gcs.url('flex/in/*.jsonl')}", f"--tokenizer={gcs.url('flex/code.model')}",
+             f"--output={output}", "--context_length=512"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    result = launch(gcs.url("flex/out/{date}"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = json.loads((tmp_path / "job.json").read_text())
+    assert image in json.dumps(job["environment"]["workerPools"])
+    (output,) = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("output")]
+    assert output.startswith(gcs.url("flex/out/20"))
+    # The job about to run holds the output until its last step; a second launch onto it is refused.
+    assert read_lock(output)["run_id"]
+    second = launch(output)
+    assert second.returncode == 2 and "is being written by another run" in second.stderr
+    assert "Dataflow job failed or was cancelled" in second.stderr

@@ -457,3 +457,16 @@ def test_sigterm_ends_a_multi_processing_run_its_workers_and_its_lock(tmp_path, 
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_worker_missing_a_reader_library_fails_instead_of_rejecting_the_file(tmp_path, monkeypatch):
+    """An environment without pyarrow is the image's fault: every Parquet file must not become a dead letter."""
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"content": ["x = 1\n"]}), tmp_path / "a.parquet")
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ImportError):
+        list(RecordReader().read(str(tmp_path / "a.parquet")))

@@ -115,12 +115,15 @@ class OutputLock:
     def __init__(self, output: str):
         self.output = output
         self.run_id = uuid.uuid4().hex
+        self._started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self._held = False
 
+    def _record(self, **fields) -> bytes:
+        return json.dumps({"run_id": self.run_id, "host": socket.gethostname(), "started": self._started,
+                           **fields}).encode()
+
     def acquire(self) -> "OutputLock":
-        record = {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(),
-                  "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        data = json.dumps(record).encode()
+        data = self._record(pid=os.getpid())
         path = lock_path(self.output)
         for _ in range(2):
             try:
@@ -137,11 +140,16 @@ class OutputLock:
             FileSystems.delete([path])
         raise OutputBusyError(
             f"{self.output} is being written by another run (id {holder.get('run_id')}, host {holder.get('host')}, "
-            f"process {holder.get('pid')}, started {holder.get('started')}); if that run is gone (its process "
-            f"ended, or its Dataflow job failed or was cancelled), delete {path}")
+            f"{'job ' + str(holder['job']) if holder.get('job') else 'process ' + str(holder.get('pid'))}, "
+            f"started {holder.get('started')}); if that run is gone (its process ended, or its Dataflow job "
+            f"failed or was cancelled), delete {path}")
 
-    def hand_over(self) -> None:
-        """The lock is now the job's: its last step releases it, ``release()`` no longer does."""
+    def hand_over(self, job: str) -> None:
+        """The lock is now ``job``'s, whose last step releases it: it names the job instead of this
+        process, so that this process ending does not make it stale, and ``release()`` no longer
+        deletes it."""
+        with FileSystems.create(lock_path(self.output)) as f:
+            f.write(self._record(job=job))
         self._held = False
 
     def release(self) -> None:

@@ -146,6 +146,9 @@ class RecordReader:
                 for item in reader(path, stream):
                     records, position = records + 1, item.position
                     yield item
+            except ImportError:
+                # The worker lacks a decompressor or Parquet: its environment's fault, not the file's.
+                raise
             except Exception as e:
                 if stream.error is not None:
                     raise StorageError(f"reading {path} failed after {records} record(s) from byte {start}: "

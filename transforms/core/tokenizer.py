@@ -78,8 +78,18 @@ class SpecialTokens:
         return dataclasses.asdict(self)
 
 
+PACKAGE_SCHEME = "package://"
+
+
 def read_model_bytes(path: str) -> bytes:
-    """Reads a model file from any Beam filesystem (local path, gs://, ...)."""
+    """Reads a model file from any Beam filesystem (local path, gs://, ...), or from an installed
+    Python package: ``package://PACKAGE/RESOURCE`` (the bundled model: a path every worker with
+    fimflow installed resolves, wherever the launcher's copy lies)."""
+    if path.startswith(PACKAGE_SCHEME):
+        import importlib.resources
+
+        package, _, resource = path[len(PACKAGE_SCHEME):].partition("/")
+        return importlib.resources.files(package).joinpath(resource).read_bytes()
     # Imported here: processes that only encode (``transforms.core.tokenizer_pool``)
     # start without Beam.
     from apache_beam.io.filesystems import FileSystems
