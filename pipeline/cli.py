@@ -177,8 +177,9 @@ def submitted_summary(result, options, output: str) -> str:
         lines.append(f"console        https://console.cloud.google.com/dataflow/jobs/{cloud.region}/{job_id}"
                      f"?project={cloud.project}")
     lines += [f"output         {output} (complete once {output}/metadata.json exists)",
-              "counters       read/records_read, read/input_bytes, tokenize/documents, fim/examples, "
-              "read/rejected/<reason> in the job's custom counters"]
+              "counters       progress in the job's custom counters: read/bytes_read (of read/input_bytes), "
+              "read/records_read, read/rejected/<reason>, tokenize/documents, tokenize/document_tokens, "
+              "fim/examples"]
     return "\n".join(lines)
 
 

@@ -187,9 +187,13 @@ def test_a_record_unaccounted_for_between_stages_fails_the_run():
 
     from transforms.write import DatasetIncompleteError, check_complete
 
-    check_complete({"records_read": 5, "documents": 4, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
+    read = {"input_bytes": 100, "bytes_read": 100, "records_read": 5}
+    check_complete({**read, "documents": 4, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
     with pytest.raises(DatasetIncompleteError, match="5 records read but 3 documents and 1 rejected"):
-        check_complete({"records_read": 5, "documents": 3, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
+        check_complete({**read, "documents": 3, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
+    # A range or a file that was matched and never read.
+    with pytest.raises(DatasetIncompleteError, match="60 of the 100 bytes of the files matched were read"):
+        check_complete({**read, "bytes_read": 60, "documents": 4, "records_rejected": 1}, 0.5, "e")
 
 
 def test_binary_files_beside_sources_are_skipped_not_errors(tmp_path, code_model_path):

@@ -63,6 +63,7 @@ def test_a_large_jsonl_file_read_in_ranges_gives_the_bytes_of_an_unsplit_read(tm
     ranges = -(-big.stat().st_size // (1 << 20))
     assert (whole["counts"].pop("file_ranges_read"), split["counts"].pop("file_ranges_read")) == (1, ranges)
     assert whole["counts"] == split["counts"] and whole["errors"] == split["errors"]
+    assert split["counts"]["bytes_read"] == split["counts"]["input_bytes"] == big.stat().st_size
     assert whole["errors"]["by_reason"] == {"invalid_json": len(range(3, len(lines), 97))}
     assert outputs["whole"] == outputs["split"]
     assert sorted(outputs["split"]) == [f"errors/rejected-0000{i}-of-00003.jsonl" for i in range(3)] + [

@@ -310,6 +310,7 @@ class ReadRangeStep:
         file = part.file
         check_unchanged(file)
         stats["file_ranges_read"] += 1
+        size = (file.size if part.end is None else part.end) - part.start
         for item in self._reader.read(file.path, file.size, part.start, part.end):
             stats["records_read"] += 1
             if isinstance(item, Rejected):
@@ -317,9 +318,10 @@ class ReadRangeStep:
                 stats["records_in_error"] += item.reason not in SKIP_REASONS
                 stats[REJECTED_REASON_PREFIX + item.reason] += 1
                 if item.reason == "unreadable_file":
-                    stats["bytes_in_error"] += (file.size if part.end is None else part.end) - part.start
+                    stats["bytes_in_error"] += size
             yield item
         check_unchanged(file)
+        stats["bytes_read"] += size
 
 
 class ReadDocuments(beam.PTransform):

@@ -222,6 +222,10 @@ def check_complete(stats: dict, max_error_fraction: float, errors_dir: str, inpu
             f"{unreadable} of {input_bytes} input bytes are in files that could not be read to the end "
             f"({unreadable / input_bytes:.2%}), above --max_error_fraction={max_error_fraction}. "
             f"See the unreadable_file lines in {errors_dir}; metadata.json not written.")
+    if stats.get("bytes_read", 0) != stats.get("input_bytes", 0):
+        raise DatasetIncompleteError(
+            f"{stats.get('bytes_read', 0)} of the {stats.get('input_bytes', 0)} bytes of the files matched were "
+            "read; files or ranges were lost. metadata.json not written.")
     records = stats.get("records_read", 0)
     documents = stats.get("documents", 0)
     rejected = stats.get("records_rejected", 0)

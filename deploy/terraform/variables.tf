@@ -5,13 +5,24 @@ variable "project" {
 
 variable "region" {
   type        = string
-  description = "Region of the Dataflow jobs and the scheduler job."
+  description = "Region of the bucket, the image repository, the Dataflow jobs and the scheduler job."
+}
+
+variable "bucket" {
+  type        = string
+  description = "Cloud Storage bucket for corpora, templates, temporary files and datasets."
+}
+
+variable "create_bucket" {
+  type        = bool
+  default     = true
+  description = "Create the bucket; false to use an existing one (its IAM bindings are still added)."
 }
 
 variable "job_name" {
   type        = string
   default     = "fimflow-nightly"
-  description = "Name of the scheduler job and prefix of the Dataflow job names."
+  description = "Name of the scheduler job and of the Dataflow jobs it launches (one running at a time)."
 }
 
 variable "schedule" {
@@ -27,27 +38,13 @@ variable "time_zone" {
 
 variable "template_spec" {
   type        = string
-  description = "gs:// path of the Flex Template spec built with `gcloud dataflow flex-template build`."
+  default     = null
+  description = "gs:// path of the Flex Template spec (deploy/README.md step 2); default gs://BUCKET/templates/fimflow.json."
 }
 
 variable "parameters" {
   type        = map(string)
-  description = "fimflow options (deploy/metadata.json); put {date} in output for a dataset per run."
-}
-
-variable "service_account" {
-  type        = string
-  description = "Service account the Dataflow workers run as."
-}
-
-variable "scheduler_service_account" {
-  type        = string
-  description = "Service account Cloud Scheduler uses to call the Dataflow API (roles/dataflow.developer)."
-}
-
-variable "temp_location" {
-  type        = string
-  description = "gs:// path for Dataflow temporary files."
+  description = "fimflow options (deploy/metadata.json); put {datetime} in output for a dataset per run."
 }
 
 variable "machine_type" {
