@@ -43,7 +43,7 @@ from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerHan
 from transforms.fim import FimStep
 from transforms.pack import PackStep
 from transforms.read import ReadRangeStep, RecordReader, split_ranges
-from transforms.schema import Document, FileRange
+from transforms.schema import Document
 from transforms.shuffle import keyed_by_bucket, sorted_bucket
 from transforms.tokenize import MAX_ENCODE_CHARS, TokenizeBatchStep
 

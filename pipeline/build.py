@@ -16,7 +16,7 @@ from pipeline import __version__
 from pipeline.options import RunPlan
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.fim import ApplyDocumentFim, ApplyFim
-from transforms.match import input_stats
+from transforms.match import MatchInputs, input_stats
 from transforms.pack import PackChunks
 from transforms.read import ReadDocuments
 from transforms.schema import EXAMPLE_FEATURES
@@ -71,11 +71,12 @@ class FimflowPipeline(beam.PTransform):
         plan = self._plan
         tokenizer = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache,
                                     sha256=plan.tokenizer.sha256)
-        read = pbegin | "Read" >> ReadDocuments(plan.selection, plan.text_field, plan.id_field,
-                                                plan.max_file_bytes, plan.split_bytes)
+        matched = pbegin | "Match" >> MatchInputs(plan.selection)
+        read = matched["files"] | "Read" >> ReadDocuments(plan.text_field, plan.id_field, plan.max_file_bytes,
+                                                          plan.split_bytes)
         tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
             tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
-        stats = [read["stats"], tokenized["stats"]]
+        stats = [matched["stats"], read["stats"], tokenized["stats"]]
         documents = tokenized["documents"]
         if plan.fim.level == "document":
             document_fim = documents | "DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)

@@ -18,6 +18,7 @@ from transforms.core.packing import pack_bucket
 from transforms.core.tokenizer import SpecialTokenNames, TokenizerHandle
 from transforms.fim import ApplyFim
 from transforms.pack import PackChunks
+from transforms.match import MatchInputs
 from transforms.read import ReadDocuments
 from transforms.schema import Chunk, Document, FimConfig, InputSelection, TokenizedDocument
 from transforms.shuffle import ShuffleDocuments
@@ -38,7 +39,7 @@ def test_read_documents_from_jsonl_gz_parquet_and_source_files(tmp_path):
     (tmp_path / "e.py").write_text("print('whole file')\n")
     (tmp_path / "f.bin").write_bytes(b"\x00\x01\x02binary")
     with TestPipeline() as p:
-        out = p | ReadDocuments(InputSelection((str(tmp_path),)), "content", "id")
+        out = (p | MatchInputs(InputSelection((str(tmp_path),))))["files"] | ReadDocuments("content", "id")
         docs = out["documents"] | "DocText" >> beam.Map(lambda d: (d.source.rsplit("/", 1)[1], d.position, d.text))
         reasons = out["rejected"] | "Reason" >> beam.Map(
             lambda r: (r.source.rsplit("/", 1)[1], r.position, r.reason))

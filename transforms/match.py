@@ -8,8 +8,8 @@ and to fail early on a pattern that matches nothing; the job graph holds only
 the patterns, and the workers match them again with the same function, so a
 200k-file corpus is not baked into the job. What the workers found must be
 what was planned: the count, the bytes and an order-free fingerprint of every
-(path, size, modification time) are counted as statistics and compared with
-the plan before ``metadata.json`` is written (``check_inputs_as_planned``).
+(path, size, modification time) are counted as statistics (``input_stats``),
+which ``transforms.write`` compares with the plan's before ``metadata.json``.
 
 A local directory means every regular file under it, symbolic links to files
 and folders followed, each folder once; anything else is a glob for Beam's
@@ -30,21 +30,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import file_fingerprint
-from transforms.schema import InputFile, InputSelection, Stats
+from transforms.schema import INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT, InputFile, InputSelection, Stats
 from transforms.stats import StepWithStats
 
-# Statistics the workers count and the plan is checked against.
-INPUT_FILES, INPUT_BYTES, INPUT_FINGERPRINT = "input_files", "input_bytes", "input_fingerprint"
 logger = logging.getLogger(__name__)
-
-
-class InputsChangedError(RuntimeError):
-    """The files the workers matched are not the files the run was planned on."""
-
-
-def planned(metadata) -> InputFile:
-    """The ``InputFile`` of a Beam ``FileMetadata``: what reading will hold the file to."""
-    return InputFile(metadata.path, metadata.size_in_bytes, getattr(metadata, "last_updated_in_seconds", None))
 
 
 def local_tree(directory: str) -> tuple[list[InputFile], list[str]]:
@@ -90,7 +79,7 @@ def match_pattern(pattern: str, selection: InputSelection) -> tuple[list[InputFi
                            pattern, len(skipped), skipped[0])
     else:
         result = FileSystems.match([pattern + "**" if pattern.endswith("/") else pattern])[0]
-        found = [planned(m) for m in result.metadata_list if not m.path.endswith("/")]
+        found = [InputFile.from_metadata(m) for m in result.metadata_list if not m.path.endswith("/")]
     kept = [f for f in found
             if (not selection.include or any(fnmatch.fnmatch(f.path, g) for g in selection.include))
             and not any(fnmatch.fnmatch(f.path, g) for g in selection.exclude)]
@@ -105,17 +94,6 @@ def input_stats(files: Iterable[InputFile]) -> Stats:
         stats[INPUT_BYTES] += file.size
         stats[INPUT_FINGERPRINT] += file_fingerprint(*file)
     return stats
-
-
-def check_inputs_as_planned(planned_stats: dict, matched_stats: dict) -> None:
-    """Raises ``InputsChangedError`` unless the workers matched exactly the planned files."""
-    keys = (INPUT_FILES, INPUT_BYTES, INPUT_FINGERPRINT)
-    if any(planned_stats.get(k, 0) != matched_stats.get(k, 0) for k in keys):
-        raise InputsChangedError(
-            f"the inputs changed between planning and reading: {planned_stats.get(INPUT_FILES, 0)} file(s) of "
-            f"{planned_stats.get(INPUT_BYTES, 0)} bytes planned, {matched_stats.get(INPUT_FILES, 0)} file(s) of "
-            f"{matched_stats.get(INPUT_BYTES, 0)} bytes found when reading (a file added, deleted, grown, "
-            "truncated or replaced); metadata.json not written")
 
 
 def _match(pattern: str, selection: InputSelection) -> list[InputFile]:

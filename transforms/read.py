@@ -1,6 +1,6 @@
 """Reading documents from JSONL, Parquet and plain source files.
 
-In: an ``InputSelection`` (matched on the workers by ``transforms.match``).
+In: ``InputFile``s (matched on the workers by ``transforms.match``).
 Out: ``documents`` (``Document``) and ``rejected`` (``Rejected``: a record
 that could not become a document, with its source, position and reason).
 Every record read comes out exactly once on one of the two outputs.
@@ -38,9 +38,8 @@ from apache_beam.io.filesystem import CompressedFile, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import check_decompressed_to_the_end, connect_anonymously_to_emulator
-from transforms.match import MatchInputs, planned
-from transforms.schema import (REJECTED_REASON_PREFIX, SKIP_REASONS, Document, FileRange, InputFile,
-                               InputSelection, Rejected, Stats)
+from transforms.schema import (REJECTED_REASON_PREFIX, SKIP_REASONS, Document, FileRange, InputFile, Rejected,
+                               Stats)
 from transforms.stats import StepWithStats
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -283,7 +282,7 @@ def check_unchanged(file: InputFile) -> None:
         raise InputChangedError(f"{file.path} was deleted after the run was planned ({e})") from e
     if not matched:
         raise InputChangedError(f"{file.path} was deleted after the run was planned")
-    now = planned(matched[0])
+    now = InputFile.from_metadata(matched[0])
     if now.size != file.size:
         raise InputChangedError(f"{file.path} changed after the run was planned: "
                                 f"{file.size} bytes then, {now.size} now")
@@ -325,21 +324,17 @@ class ReadRangeStep:
 
 
 class ReadDocuments(beam.PTransform):
-    """``PBegin`` -> ``{'documents': PCollection[Document], 'rejected': PCollection[Rejected],
-    'stats': PCollection[Stats]}``, the stats counting the files matched (``transforms.match``)
-    and the records read."""
+    """``PCollection[InputFile]`` -> ``{'documents': PCollection[Document], 'rejected':
+    PCollection[Rejected], 'stats': PCollection[Stats]}``."""
 
-    def __init__(self, selection: InputSelection, text_field: str = "content",
-                 id_field: Optional[str] = None, max_file_bytes: int = 10 << 20,
-                 split_bytes: int = DEFAULT_SPLIT_BYTES):
+    def __init__(self, text_field: str = "content", id_field: Optional[str] = None,
+                 max_file_bytes: int = 10 << 20, split_bytes: int = DEFAULT_SPLIT_BYTES):
         super().__init__()
-        self._selection = selection
         self._reader = RecordReader(text_field, id_field, max_file_bytes)
         self._split_bytes = split_bytes
 
-    def expand(self, pbegin):
-        matched = pbegin | "Match" >> MatchInputs(self._selection)
-        results = (matched["files"]
+    def expand(self, files):
+        results = (files
                    | "Split" >> beam.FlatMap(split_ranges, self._split_bytes).with_output_types(FileRange)
                    # Ranges of one file leave the bundle that made them: each worker takes some.
                    | "SpreadRanges" >> beam.Reshuffle()
@@ -349,5 +344,5 @@ class ReadDocuments(beam.PTransform):
         return {
             "documents": results["documents"] | "BreakFusion" >> beam.Reshuffle(),
             "rejected": results["rejected"],
-            "stats": (matched["stats"], results["stats"]) | "ReadStats" >> beam.Flatten(),
+            "stats": results["stats"],
         }

@@ -34,6 +34,8 @@ ERRORS_DIR = "errors"
 REJECTED_PREFIX = "rejected"
 EXAMPLE_FEATURES = ("input_ids", "segment_ids", "positions")
 
+# Statistics of the files the workers matched, which must be those planned.
+INPUT_FILES, INPUT_BYTES, INPUT_FINGERPRINT = "input_files", "input_bytes", "input_fingerprint"
 # Statistic names built from a value.
 FRAGMENT_HISTOGRAM_PREFIX = "fragment_tokens_le_"
 REJECTED_REASON_PREFIX = "rejected/"
@@ -61,6 +63,11 @@ class InputFile(NamedTuple):
     path: str
     size: int
     mtime: Optional[float] = None
+
+    @classmethod
+    def from_metadata(cls, metadata) -> "InputFile":
+        """The ``InputFile`` of a Beam ``FileMetadata``."""
+        return cls(metadata.path, metadata.size_in_bytes, getattr(metadata, "last_updated_in_seconds", None))
 
 
 class FileRange(NamedTuple):

@@ -31,10 +31,10 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import rejected_shard_key, shard_key
 from transforms.core.records import example_record, tfrecord_frame
-from transforms.match import INPUT_FINGERPRINT, check_inputs_as_planned
 from transforms.output_lock import check_lock_holder, release_lock
-from transforms.schema import (ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, METADATA_FILE, REJECTED_PREFIX,
-                               REJECTED_REASON_PREFIX, SKIP_REASONS, TRAIN_PREFIX, Rejected, ShardInfo)
+from transforms.schema import (ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT,
+                               METADATA_FILE, REJECTED_PREFIX, REJECTED_REASON_PREFIX, SKIP_REASONS, TRAIN_PREFIX,
+                               Rejected, ShardInfo)
 
 logger = logging.getLogger(__name__)
 TEMPORARY_PREFIX = ".tmp-"
@@ -208,6 +208,17 @@ def summarize(stats: dict) -> dict:
         "padding_share": _ratio(padding, padding + stats.get("example_tokens", 0)),
         "fragment_tokens_histogram": {f"<={k}": histogram[k] for k in sorted(histogram)},
     }
+
+
+def check_inputs_as_planned(planned: dict, matched: dict) -> None:
+    """Raises ``DatasetIncompleteError`` unless the workers matched exactly the planned files
+    (``transforms.match.input_stats`` of each)."""
+    if any(planned.get(k, 0) != matched.get(k, 0) for k in (INPUT_FILES, INPUT_BYTES, INPUT_FINGERPRINT)):
+        raise DatasetIncompleteError(
+            f"the inputs changed between planning and reading: {planned.get(INPUT_FILES, 0)} file(s) of "
+            f"{planned.get(INPUT_BYTES, 0)} bytes planned, {matched.get(INPUT_FILES, 0)} file(s) of "
+            f"{matched.get(INPUT_BYTES, 0)} bytes found when reading (a file added, deleted, grown, "
+            "truncated or replaced); metadata.json not written")
 
 
 def check_complete(stats: dict, max_error_fraction: float, errors_dir: str, input_bytes: int = 0) -> None:
