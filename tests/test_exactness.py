@@ -14,7 +14,7 @@ from pipeline.cli import main
 from pipeline.defaults import bundled_tokenizer_path
 from pipeline.inspect_dataset import read_examples
 from tests.conftest import write_jsonl
-from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
+from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
 
 # Each above the 1,048,576 characters a document is encoded in at once.
 LONG_DOCUMENTS = {
@@ -41,7 +41,7 @@ def test_a_long_document_has_exactly_the_ids_of_the_whole_text(tmp_path, lossy_m
     text = LONG_DOCUMENTS[name]
     assert len(text) > 1 << 20
     path = bundled_tokenizer_path() if model == "bundled" else lossy_model_path
-    tokenizer = Tokenizer(Path(path).read_bytes(), SpecialTokenNames())
+    tokenizer = Tokenizer(read_model_bytes(path), SpecialTokenNames())
     expected = tokenizer.encode_documents([text])[0]
     write_jsonl(tmp_path / "doc.jsonl", [text])
     shards = []
