@@ -63,7 +63,8 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
     from transforms.schema import METADATA_FILE
 
     if "-h" in argv or "--help" in argv:
-        parser = argparse.ArgumentParser(prog="fimflow run", description=(
+        parser = argparse.ArgumentParser(prog="fimflow run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                         description=(
             "Build a FIM dataset. Beam runner options (--runner, --direct_num_workers, "
             "--direct_running_mode, Dataflow options...) are accepted too."))
         FimflowOptions._add_argparse_args(parser)

@@ -113,10 +113,10 @@ class FimflowOptions(PipelineOptions):
             help="SentencePiece threads per batch in each of those processes (0: the cores left per "
                  "process for the in-process DirectRunner, else 1).")
         names = SpecialTokenNames()
-        add("--fim_prefix_token", default=names.fim_prefix)
-        add("--fim_middle_token", default=names.fim_middle)
-        add("--fim_suffix_token", default=names.fim_suffix)
-        add("--pad_token", default=names.pad)
+        add("--fim_prefix_token", default=names.fim_prefix, help="Piece that opens a FIM example (before the prefix).")
+        add("--fim_middle_token", default=names.fim_middle, help="Piece before the middle of a FIM example.")
+        add("--fim_suffix_token", default=names.fim_suffix, help="Piece before the suffix of a FIM example.")
+        add("--pad_token", default=names.pad, help="Piece filling the tail of the last example of each bucket.")
         add("--eot_token", default=None, help="Piece ending each document (default: the model's EOS).")
         add("--wait", nargs="?", const=True, default=False, type=_parse_bool,
             help="On a remote runner (Dataflow), wait for the job to finish and print the summary; by "
@@ -214,12 +214,27 @@ def _takes_value(settings: dict) -> Optional[bool]:
     return None if settings.get("nargs") == "?" else True
 
 
+def _check_value(name: str, value: str, settings: dict) -> None:
+    """Raises ``UsageError`` (one line) for a value argparse would refuse with the whole usage text."""
+    convert = settings.get("type")
+    if convert is not None:
+        try:
+            value = convert(value)
+        except (TypeError, ValueError):
+            kind = {int: "a whole number", float: "a number", _parse_bool: "true or false"}.get(convert, "valid")
+            raise UsageError(f"{name} {value!r}: not {kind}") from None
+    choices = settings.get("choices")
+    if choices and value not in choices:
+        raise UsageError(f"{name} {value!r}: choose one of {', '.join(map(str, choices))}")
+
+
 def checked_argv(argv: list[str]) -> list[str]:
     """``argv`` with dashed spellings of known flags (``--context-length``) in their declared form.
 
-    Raises ``UsageError`` for a flag that no options class declares, or a
-    stray argument: Beam would drop them with a log line, and the run would go
-    on with the defaults the user meant to change.
+    Raises ``UsageError`` for a flag that no options class declares, a value
+    its flag refuses, or a stray argument: Beam would drop unknown flags with
+    a log line, and the run would go on with the defaults the user meant to
+    change; argparse would print its whole usage text for a bad value.
     """
     flags = declared_flags()
     checked, i = [], 0
@@ -235,8 +250,12 @@ def checked_argv(argv: list[str]) -> list[str]:
         checked.append(name + equals + value)
         takes = _takes_value(flags[name])
         if not equals and i + 1 < len(argv) and (takes or (takes is None and not argv[i + 1].startswith("-"))):
-            checked.append(argv[i + 1])
+            value = argv[i + 1]
+            checked.append(value)
+            equals = "="
             i += 1
+        if equals and takes is not False:
+            _check_value(name, value, flags[name])
         i += 1
     return checked
 

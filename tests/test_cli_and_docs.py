@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline import cli, defaults
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,3 +176,32 @@ def test_local_runs_use_beams_python_runner_and_never_try_prism(tmp_path, code_m
         assert cli.main(["run", "--input", str(corpus), "--output", str(tmp_path / "out"), "--overwrite",
                          "--tokenizer", code_model_path, "--context_length", "64", *extra]) == 0
     assert "Running pipeline with" not in caplog.text and "Prism" not in caplog.text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fim_span_unit", "word"], "--fim_span_unit 'word': choose one of char, line, token"),
+    (["--context_length", "2k"], "--context_length '2k': not a whole number"),
+    (["--fim_rate=half"], "--fim_rate 'half': not a number"),
+    (["--overwrite=maybe"], "--overwrite 'maybe': not true or false"),
+])
+def test_a_bad_value_is_one_line_not_the_whole_usage(argv, message, capsys):
+    assert cli.main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"fimflow run: error: {message}"
+
+
+def test_run_help_shows_a_line_of_help_and_the_default_of_every_option(capsys):
+    import argparse
+
+    from pipeline.options import FimflowOptions
+
+    assert cli.main(["run", "--help"]) == 0
+    # Compared without whitespace: argparse wraps lines, also after a hyphen.
+    text = re.sub(r"\s", "", capsys.readouterr().out)
+    parser = argparse.ArgumentParser()
+    FimflowOptions._add_argparse_args(parser)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.dest
+            assert re.sub(r"\s", "", action.help) in text, action.dest
+            assert re.sub(r"\s", "", f"(default: {action.default})") in text, action.dest
