@@ -156,6 +156,36 @@ class PeakMemory:
         self._thread.join()
 
 
+def progress_cpu_share() -> float:
+    """An upper bound on the share of a run's CPU the progress display takes (``pipeline.progress``).
+
+    A DoFn writes its counts at most once per ``PROGRESS_INTERVAL_SECONDS`` and
+    the launcher reads them once per refresh: both are timed here on real files
+    and counts, and added up for a run where every DoFn writes as often as allowed.
+    """
+    from pipeline.progress import Progress
+    from transforms.stats import PROGRESS_INTERVAL_SECONDS, _ProgressWriter
+
+    stats = {name: 123_456_789 for name in ("records_read", "bytes_read", "documents", "document_tokens",
+                                            "text_chars_read", "text_chars_tokenized", "examples", "fim_tokens")}
+    with Progress(1 << 30, 2048, stream=open(os.devnull, "w"), interactive=True,
+                  refresh_seconds=3600) as progress:
+        writer = _ProgressWriter(progress.directory, "tokenize")
+        writer.start()
+        start = _cpu_seconds()
+        for _ in range(500):
+            writer.write(stats, final=True)
+        write = (_cpu_seconds() - start) / 500
+        start = _cpu_seconds()
+        for _ in range(50):
+            progress._offsets.clear()
+            progress.line()
+        # A refresh reads at most what the DoFns wrote since the last one; this reads all 500 each time.
+        read = (_cpu_seconds() - start) / 50
+    # In one process a stage's DoFns run one at a time; allow four writing at once.
+    return 4 * write / PROGRESS_INTERVAL_SECONDS + read / 0.5
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", action="append", help="Corpus (default: the Python standard library).")
@@ -221,7 +251,8 @@ def main(argv=None) -> dict:
         "stage_cpu_seconds": stages,
         "other_cpu_seconds": round(pipeline_cpu - sum(stages.values()), 1),
         "output_bytes_per_input_byte": round(output_bytes / size, 2),
-        "peak_rss_mb": round(memory.peak_bytes / 2**20), "exit_code": code,
+        "peak_rss_mb": round(memory.peak_bytes / 2**20),
+        "progress_cpu_share_bound": f"{progress_cpu_share():.3%}", "exit_code": code,
     }
     for k, v in result.items():
         print(f"{k:24s} {v}")

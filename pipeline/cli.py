@@ -124,6 +124,7 @@ def _run_holding(pipeline, plan, options, lock, start: float) -> int:
     from apache_beam.io.filesystems import FileSystems
 
     from pipeline.options import FimflowOptions, UsageError, check_no_dataset, is_direct
+    from pipeline.progress import Progress
     from transforms.schema import METADATA_FILE
     from transforms.write import remove_dataset_files
 
@@ -140,13 +141,17 @@ def _run_holding(pipeline, plan, options, lock, start: float) -> int:
         return 1
     if removed:
         logger.info("fimflow: removed %d file(s) of an earlier run at %s", len(removed), plan.output)
+    local = is_direct(options)
     try:
-        result = pipeline.run()
-        if not (is_direct(options) or options.view_as(FimflowOptions).wait):
+        with Progress(plan.input_bytes, plan.fim.context_length, quiet=options.view_as(FimflowOptions).quiet
+                      or not local):
+            result = pipeline.run()
+            state = result.wait_until_finish() if local else None
+        if not (local or options.view_as(FimflowOptions).wait):
             lock.hand_over(result.job_id() if getattr(result, "has_job", False) else "launched from a Flex Template")
             print(submitted_summary(result, options, plan.output))
             return 0
-        state = result.wait_until_finish()
+        state = state or result.wait_until_finish()
     except Exception as e:  # The runner wraps worker errors; the last line is the cause.
         if _interrupted(e):
             raise KeyboardInterrupt from e

@@ -122,6 +122,9 @@ class FimflowOptions(PipelineOptions):
             help="On a remote runner (Dataflow), wait for the job to finish and print the summary; by "
                  "default fimflow submits the job, prints its id and console link, and returns. Local runs "
                  "always wait.")
+        add("--quiet", nargs="?", const=True, default=False, type=_parse_bool,
+            help="No progress line during a local run (on a terminal a live line, otherwise a log line "
+                 "every 10 s with the stage, share done, documents, tokens, examples, MB/s and ETA).")
         add("--log_level", choices=LOG_LEVELS, default="INFO",
             help="Least severe of fimflow's own log messages shown on stderr; DEBUG adds each shard "
                  "written and the full cause of a failure.")

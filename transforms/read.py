@@ -318,6 +318,8 @@ class ReadRangeStep:
                 stats[REJECTED_REASON_PREFIX + item.reason] += 1
                 if item.reason == "unreadable_file":
                     stats["bytes_in_error"] += size
+            else:
+                stats["text_chars_read"] += len(item.text)
             yield item
         check_unchanged(file)
         stats["bytes_read"] += size

@@ -12,10 +12,20 @@ the Dataflow UI and ``PipelineResult.metrics()`` show). Each count is made
 once and published twice, never counted twice.
 
 ``MergeStats`` sums any number of ``Stats`` collections into one dict.
+
+Progress: where ``FIMFLOW_PROGRESS_DIR`` is set (a local ``fimflow run``
+sets it for its own processes), each DoFn also appends its bundle's counts
+so far to ``DIR/<process id>.jsonl``, at most twice a second, for the
+launcher to show (``pipeline.progress``). Only a view: nothing in the
+dataset depends on it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
+import uuid
 from collections import Counter
 from typing import Optional
 
@@ -25,6 +35,34 @@ from apache_beam.transforms.window import GlobalWindows
 from transforms.schema import Stats
 
 STATS_TAG = "stats"
+PROGRESS_DIR_ENV = "FIMFLOW_PROGRESS_DIR"
+PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+class _ProgressWriter:
+    """Appends a bundle's counts so far to this process's progress file, at most once per interval."""
+
+    def __init__(self, directory: str, namespace: str):
+        self._path = os.path.join(directory, f"{os.getpid()}.jsonl")
+        self._namespace = namespace
+        self._bundle = ""
+        self._next = 0.0
+
+    def start(self):
+        self._bundle = uuid.uuid4().hex
+        self._next = time.monotonic() + PROGRESS_INTERVAL_SECONDS
+
+    def write(self, stats: Stats, final: bool = False):
+        now = time.monotonic()
+        if not final and now < self._next:
+            return
+        self._next = now + PROGRESS_INTERVAL_SECONDS
+        line = json.dumps({"stage": self._namespace, "bundle": self._bundle, "stats": stats})
+        try:
+            with open(self._path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError:  # The launcher is gone or its folder removed: progress is only a view.
+            pass
 
 
 class _StepFn(beam.DoFn):
@@ -33,8 +71,11 @@ class _StepFn(beam.DoFn):
         self._step = step
         self._tagged = tagged
         self._stats: Stats = Counter()
+        self._progress: Optional[_ProgressWriter] = None
 
     def setup(self):
+        directory = os.environ.get(PROGRESS_DIR_ENV)
+        self._progress = _ProgressWriter(directory, self._namespace) if directory else None
         if hasattr(self._step, "setup"):
             self._step.setup()
 
@@ -44,14 +85,20 @@ class _StepFn(beam.DoFn):
 
     def start_bundle(self):
         self._stats = Counter()
+        if self._progress:
+            self._progress.start()
 
     def process(self, element):
         for output in self._step(element, self._stats):
             tag = self._tagged.get(type(output))
             yield output if tag is None else beam.pvalue.TaggedOutput(tag, output)
+        if self._progress:
+            self._progress.write(self._stats)
 
     def finish_bundle(self):
         stats = {name: value for name, value in self._stats.items() if value}
+        if self._progress and stats:
+            self._progress.write(stats, final=True)
         if not stats:
             return
         for name, value in stats.items():

@@ -57,6 +57,7 @@ class TokenizeBatchStep:
                 ids = tokenizer.encode_long_document(doc.text, self._max_encode_chars, TOKEN_DTYPE)
             stats["documents"] += 1
             stats["document_tokens"] += len(ids)
+            stats["text_chars_tokenized"] += len(doc.text)
             stats["special_token_text_in_documents"] += tokenizer.count_special_text(doc.text)
             yield TokenizedDocument(content_hash(doc.text), ids)
 
