@@ -73,7 +73,7 @@ class FimflowPipeline(beam.PTransform):
                                     sha256=plan.tokenizer.sha256)
         matched = pbegin | "Match" >> MatchInputs(plan.selection)
         read = matched["files"] | "Read" >> ReadDocuments(plan.text_field, plan.id_field, plan.max_file_bytes,
-                                                          plan.split_bytes)
+                                                          plan.split_bytes, plan.language_field)
         tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
             tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
         stats = [matched["stats"], read["stats"], tokenized["stats"]]

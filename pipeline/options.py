@@ -89,6 +89,9 @@ class FimflowOptions(PipelineOptions):
         add("--seed", type=int, default=0, help="Seed of the shuffle and of FIM.")
         add("--text_field", default="content", help="JSONL field / Parquet column holding the text.")
         add("--id_field", default=None, help="JSONL field / Parquet column carried into error records.")
+        add("--language_field", default=None,
+            help="JSONL field / Parquet column naming each record's language, for the statistics per "
+                 "language in metadata.json; whole files are named by their extension.")
         add("--num_shards", type=int, default=0, help="Output TFRecord shards (0: from input size).")
         add("--num_buckets", type=int, default=0, help="Shuffle/pack buckets (0: from input size).")
         add("--max_file_bytes", type=int, default=10 << 20,
@@ -150,6 +153,7 @@ class RunPlan:
     num_shards: int
     text_field: str
     id_field: Optional[str]
+    language_field: Optional[str]
     max_file_bytes: int
     split_bytes: int
     max_error_fraction: float
@@ -413,6 +417,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         num_shards=o.num_shards or max(1, math.ceil(text_bytes / TARGET_SHARD_INPUT_BYTES)),
         text_field=o.text_field,
         id_field=o.id_field,
+        language_field=o.language_field,
         max_file_bytes=o.max_file_bytes,
         split_bytes=o.read_split_bytes,
         max_error_fraction=o.max_error_fraction,

@@ -63,9 +63,12 @@ def test_tokenize_documents_matches_the_document_encoder(code_model_path, code_t
                | TokenizeDocuments(TokenizerHandle(code_model_path, SpecialTokenNames())))
         ids = out["documents"] | beam.Map(lambda d: (d.content_hash, tuple(d.ids.tolist())))
         assert_that(ids, equal_to(expected), label="ids")
+        tokens, chars = sum(len(e[1]) for e in expected), sum(map(len, texts))
+        per_source = {f"source/{kind}/{name}": value for kind in ("pattern/", "language/unknown")
+                      for name, value in (("documents", 3), ("tokens", tokens), ("text_chars", chars))}
         assert_that((out["stats"],) | MergeStats(), equal_to([{
-            "documents": 3, "document_tokens": sum(len(e[1]) for e in expected),
-            "special_token_text_in_documents": 1}]), label="stats")
+            "documents": 3, "document_tokens": tokens, "text_chars_tokenized": chars,
+            "special_token_text_in_documents": 1, **per_source}]), label="stats")
 
 
 def _tokenized(n: int) -> list[TokenizedDocument]:

@@ -30,7 +30,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import file_fingerprint
-from transforms.schema import INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT, InputFile, InputSelection, Stats
+from transforms.schema import (INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT, SOURCE_PREFIX, InputFile, InputSelection,
+                               Stats)
 from transforms.stats import StepWithStats
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def local_tree(directory: str) -> tuple[list[InputFile], list[str]]:
                 skipped.append(path)
                 continue
             if stat.S_ISREG(info.st_mode):
-                files.append(InputFile(path, info.st_size, info.st_mtime))
+                files.append(InputFile(path, info.st_size, info.st_mtime, directory))
             else:
                 skipped.append(path)
     return files, skipped
@@ -79,7 +80,7 @@ def match_pattern(pattern: str, selection: InputSelection) -> tuple[list[InputFi
                            pattern, len(skipped), skipped[0])
     else:
         result = FileSystems.match([pattern + "**" if pattern.endswith("/") else pattern])[0]
-        found = [InputFile.from_metadata(m) for m in result.metadata_list if not m.path.endswith("/")]
+        found = [InputFile.from_metadata(m, pattern) for m in result.metadata_list if not m.path.endswith("/")]
     kept = [f for f in found
             if (not selection.include or any(fnmatch.fnmatch(f.path, g) for g in selection.include))
             and not any(fnmatch.fnmatch(f.path, g) for g in selection.exclude)]
@@ -92,7 +93,9 @@ def input_stats(files: Iterable[InputFile]) -> Stats:
     for file in files:
         stats[INPUT_FILES] += 1
         stats[INPUT_BYTES] += file.size
-        stats[INPUT_FINGERPRINT] += file_fingerprint(*file)
+        stats[INPUT_FINGERPRINT] += file_fingerprint(file.path, file.size, file.mtime)
+        stats[f"{SOURCE_PREFIX}pattern/{file.pattern}/input_files"] += 1
+        stats[f"{SOURCE_PREFIX}pattern/{file.pattern}/input_bytes"] += file.size
     return stats
 
 
@@ -131,6 +134,8 @@ class MatchInputs(beam.PTransform):
                 # Keyed by the path's bytes: Beam codes str keys as strict UTF-8, and a file name need not be.
                 | "KeyByFile" >> beam.Map(lambda f: ((f.path.encode("utf-8", "surrogateescape"), f.size, f.mtime), f))
                 | "EachFileOnce" >> beam.GroupByKey()
-                | "First" >> beam.MapTuple(lambda _, same: next(iter(same))).with_output_types(InputFile)
+                # The first pattern that selected it, whatever order the runner delivers them in.
+                | "First" >> beam.MapTuple(lambda _, same: min(same, key=lambda f: f.pattern))
+                .with_output_types(InputFile)
                 | "Count" >> StepWithStats("read", CountInputStep(), "files",
                                            input_type=InputFile, output_type=InputFile))

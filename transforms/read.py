@@ -38,7 +38,7 @@ from apache_beam.io.filesystem import CompressedFile, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import check_decompressed_to_the_end, connect_anonymously_to_emulator
-from transforms.schema import (REJECTED_REASON_PREFIX, SKIP_REASONS, Document, FileRange, InputFile, Rejected,
+from transforms.schema import (REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, Document, FileRange, InputFile, Rejected,
                                Stats)
 from transforms.stats import StepWithStats
 
@@ -106,6 +106,25 @@ def file_format(path: str) -> str:
     return "text"
 
 
+# Languages by file extension, for whole-file inputs; any other extension names itself.
+LANGUAGES = {"py": "Python", "pyi": "Python", "js": "JavaScript", "mjs": "JavaScript", "jsx": "JavaScript",
+             "ts": "TypeScript", "tsx": "TypeScript", "java": "Java", "kt": "Kotlin", "scala": "Scala",
+             "c": "C", "h": "C", "cc": "C++", "cpp": "C++", "cxx": "C++", "hpp": "C++", "cs": "C#", "go": "Go",
+             "rs": "Rust", "rb": "Ruby", "php": "PHP", "swift": "Swift", "sh": "Shell", "bash": "Shell",
+             "sql": "SQL", "r": "R", "jl": "Julia", "lua": "Lua", "pl": "Perl", "hs": "Haskell",
+             "md": "Markdown", "rst": "reStructuredText", "txt": "Text", "html": "HTML", "css": "CSS",
+             "json": "JSON", "yaml": "YAML", "yml": "YAML", "toml": "TOML", "xml": "XML"}
+
+
+def language_of(path: str) -> str:
+    """A whole file's language, by its extension (after any compression suffix)."""
+    name = path.rsplit("/", 1)[-1].lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    extension = name.rsplit(".", 1)[1] if "." in name.lstrip(".") else ""
+    return LANGUAGES.get(extension, extension)
+
+
 def _raw_start(raw) -> str:
     if isinstance(raw, bytes):
         raw = raw[: RAW_START_CHARS * 4].decode("utf-8", errors="backslashreplace")
@@ -122,10 +141,11 @@ class RecordReader:
     """Reads one file into ``Document``s and ``Rejected`` records, by its format."""
 
     def __init__(self, text_field: str = "content", id_field: Optional[str] = None,
-                 max_file_bytes: int = 10 << 20):
+                 max_file_bytes: int = 10 << 20, language_field: Optional[str] = None):
         self._text_field = text_field
         self._id_field = id_field
         self._max_file_bytes = max_file_bytes
+        self._language_field = language_field
 
     def read(self, path: str, size: Optional[int] = None, start: int = 0,
              end: Optional[int] = None) -> Iterator[Document | Rejected]:
@@ -157,7 +177,8 @@ class RecordReader:
                 yield Rejected(path, position + (records > 0), "unreadable_file",
                                f"{type(e).__name__}: {e}"[:500], "")
 
-    def _document(self, path: str, position: int, text, doc_id, raw_start: str) -> Document | Rejected:
+    def _document(self, path: str, position: int, text, doc_id, raw_start: str,
+                  language: str = "") -> Document | Rejected:
         if not isinstance(text, str):
             return Rejected(path, position, "text_not_string",
                             f"field {self._text_field!r} is {type(text).__name__}", raw_start, doc_id)
@@ -169,7 +190,7 @@ class RecordReader:
         if not text.isascii() and (m := _SURROGATE.search(text)):
             return Rejected(path, position, "lone_surrogate", f"U+{ord(m.group()):04X} at character {m.start()}",
                             raw_start, doc_id)
-        return Document(path, position, text, doc_id)
+        return Document(path, position, text, doc_id, language)
 
     def _from_record(self, path: str, position: int, record, raw_start: str) -> Document | Rejected:
         if not isinstance(record, dict):
@@ -179,7 +200,9 @@ class RecordReader:
         if self._text_field not in record:
             return Rejected(path, position, "missing_text_field",
                             f"no field {self._text_field!r}", raw_start, doc_id)
-        return self._document(path, position, record[self._text_field], doc_id, raw_start)
+        language = record.get(self._language_field) if self._language_field else None
+        return self._document(path, position, record[self._text_field], doc_id, raw_start,
+                              "" if language is None else str(language))
 
     def _read_jsonl(self, path: str, stream: _ByteStream, start: int = 0,
                     end: Optional[int] = None) -> Iterator[Document | Rejected]:
@@ -227,14 +250,17 @@ class RecordReader:
             yield Rejected(path, 0, "missing_text_field", f"no column {self._text_field!r}", "")
             return
         id_field = self._id_field if self._id_field in names else None
-        columns = [self._text_field] + ([id_field] if id_field else [])
+        language_field = self._language_field if self._language_field in names else None
+        columns = [self._text_field] + [f for f in (id_field, language_field) if f]
         row = 0
         for batch in parquet.iter_batches(columns=columns, batch_size=1024):
             texts = batch.column(self._text_field).to_pylist()
             ids = batch.column(id_field).to_pylist() if id_field else [None] * len(texts)
-            for text, doc_id in zip(texts, ids):
+            languages = batch.column(language_field).to_pylist() if language_field else [None] * len(texts)
+            for text, doc_id, language in zip(texts, ids, languages):
                 doc_id = None if doc_id is None else str(doc_id)
-                yield self._document(path, row, text, doc_id, _raw_start(text if isinstance(text, str) else ""))
+                yield self._document(path, row, text, doc_id, _raw_start(text if isinstance(text, str) else ""),
+                                     "" if language is None else str(language))
                 row += 1
 
 
@@ -257,7 +283,7 @@ class RecordReader:
             yield Rejected(path, 0, "invalid_utf8", str(e), raw_start)
             return
         del data
-        yield self._document(path, 0, text, None, raw_start)
+        yield self._document(path, 0, text, None, raw_start, language_of(path))
 
 
 def splittable(path: str) -> bool:
@@ -314,12 +340,14 @@ class ReadRangeStep:
             stats["records_read"] += 1
             if isinstance(item, Rejected):
                 stats["records_rejected"] += 1
+                stats[f"{SOURCE_PREFIX}pattern/{file.pattern}/records_rejected"] += 1
                 stats["records_in_error"] += item.reason not in SKIP_REASONS
                 stats[REJECTED_REASON_PREFIX + item.reason] += 1
                 if item.reason == "unreadable_file":
                     stats["bytes_in_error"] += size
             else:
                 stats["text_chars_read"] += len(item.text)
+                item = item._replace(pattern=file.pattern)
             yield item
         check_unchanged(file)
         stats["bytes_read"] += size
@@ -330,9 +358,10 @@ class ReadDocuments(beam.PTransform):
     PCollection[Rejected], 'stats': PCollection[Stats]}``."""
 
     def __init__(self, text_field: str = "content", id_field: Optional[str] = None,
-                 max_file_bytes: int = 10 << 20, split_bytes: int = DEFAULT_SPLIT_BYTES):
+                 max_file_bytes: int = 10 << 20, split_bytes: int = DEFAULT_SPLIT_BYTES,
+                 language_field: Optional[str] = None):
         super().__init__()
-        self._reader = RecordReader(text_field, id_field, max_file_bytes)
+        self._reader = RecordReader(text_field, id_field, max_file_bytes, language_field)
         self._split_bytes = split_bytes
 
     def expand(self, files):

@@ -36,6 +36,8 @@ EXAMPLE_FEATURES = ("input_ids", "segment_ids", "positions")
 
 # Statistics of the files the workers matched, which must be those planned.
 INPUT_FILES, INPUT_BYTES, INPUT_FINGERPRINT = "input_files", "input_bytes", "input_fingerprint"
+# Statistics per source: SOURCE_PREFIX + "pattern/" or "language/" + the source + "/" + the count's name.
+SOURCE_PREFIX = "source/"
 # Statistic names built from a value.
 FRAGMENT_HISTOGRAM_PREFIX = "fragment_tokens_le_"
 REJECTED_REASON_PREFIX = "rejected/"
@@ -58,16 +60,19 @@ class InputSelection(NamedTuple):
 
 
 class InputFile(NamedTuple):
-    """A file as matched: reading checks that it is still this file (size, modification time)."""
+    """A file as matched: reading checks that it is still this file (size, modification time).
+    ``pattern``: the ``--input`` that selected it (the first, sorted, of several), for statistics."""
 
     path: str
     size: int
     mtime: Optional[float] = None
+    pattern: str = ""
 
     @classmethod
-    def from_metadata(cls, metadata) -> "InputFile":
+    def from_metadata(cls, metadata, pattern: str = "") -> "InputFile":
         """The ``InputFile`` of a Beam ``FileMetadata``."""
-        return cls(metadata.path, metadata.size_in_bytes, getattr(metadata, "last_updated_in_seconds", None))
+        return cls(metadata.path, metadata.size_in_bytes, getattr(metadata, "last_updated_in_seconds", None),
+                   pattern)
 
 
 class FileRange(NamedTuple):
@@ -84,13 +89,17 @@ class Document(NamedTuple):
     ``position``: the byte offset where its line starts in the (decompressed)
     JSONL file, its row in a Parquet file, 0 for a whole file. A position, not
     a line number, so that a file read in byte ranges by many workers names
-    each record the same way as a file read whole.
+    each record the same way as a file read whole. ``language``: the record's
+    ``--language_field``, else named by the file's extension; ``pattern``: the
+    ``--input`` it came from. Both only sort the statistics per source.
     """
 
     source: str
     position: int
     text: str
     id: Optional[str] = None
+    language: str = ""
+    pattern: str = ""
 
 
 class Rejected(NamedTuple):

@@ -20,7 +20,7 @@ import apache_beam as beam
 from transforms.core.hashing import content_hash
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.core.tokenizer_pool import TokenizerPool
-from transforms.schema import TOKEN_DTYPE, Document, Stats, TokenizedDocument
+from transforms.schema import SOURCE_PREFIX, TOKEN_DTYPE, Document, Stats, TokenizedDocument
 from transforms.stats import StepWithStats
 
 # Documents longer than this are encoded in pieces of this size.
@@ -58,6 +58,10 @@ class TokenizeBatchStep:
             stats["documents"] += 1
             stats["document_tokens"] += len(ids)
             stats["text_chars_tokenized"] += len(doc.text)
+            for source in (f"pattern/{doc.pattern}", f"language/{doc.language or 'unknown'}"):
+                stats[f"{SOURCE_PREFIX}{source}/documents"] += 1
+                stats[f"{SOURCE_PREFIX}{source}/tokens"] += len(ids)
+                stats[f"{SOURCE_PREFIX}{source}/text_chars"] += len(doc.text)
             stats["special_token_text_in_documents"] += tokenizer.count_special_text(doc.text)
             yield TokenizedDocument(content_hash(doc.text), ids)
 

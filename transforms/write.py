@@ -33,8 +33,8 @@ from transforms.core.hashing import rejected_shard_key, shard_key
 from transforms.core.records import example_record, tfrecord_frame
 from transforms.output_lock import check_lock_holder, release_lock
 from transforms.schema import (ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT,
-                               METADATA_FILE, REJECTED_PREFIX, REJECTED_REASON_PREFIX, SKIP_REASONS, TRAIN_PREFIX,
-                               Rejected, ShardInfo)
+                               METADATA_FILE, REJECTED_PREFIX, REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX,
+                               TRAIN_PREFIX, Rejected, ShardInfo)
 
 logger = logging.getLogger(__name__)
 TEMPORARY_PREFIX = ".tmp-"
@@ -259,6 +259,19 @@ def check_complete(stats: dict, max_error_fraction: float, errors_dir: str, inpu
             "metadata.json not written.")
 
 
+def sources(stats: dict) -> dict:
+    """``{"pattern": {PATTERN: counts}, "language": {LANGUAGE: counts}}`` from the per-source statistics:
+    documents, tokens and text characters per input pattern and per language, input files and bytes and
+    rejected records per pattern."""
+    result: dict = {"pattern": {}, "language": {}}
+    for key, value in stats.items():
+        if key.startswith(SOURCE_PREFIX):
+            kind, rest = key[len(SOURCE_PREFIX):].split("/", 1)
+            source, name = rest.rsplit("/", 1)
+            result[kind].setdefault(source, {})[name] = value
+    return {kind: dict(sorted(by.items())) for kind, by in result.items()}
+
+
 def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, error_shards: list) -> dict:
     """``metadata.json``'s content: what was known before the run, and what the run counted and wrote."""
     relative = lambda path: path[len(output_dir):].lstrip("/")  # noqa: E731
@@ -270,8 +283,9 @@ def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, e
                    "records_rejected": stats.get("records_rejected", 0),
                    "records_in_error": stats.get("records_in_error", 0), "by_reason": reasons,
                    "files": [relative(s.path) for s in error_shards]},
+        "sources": sources(stats),
         "counts": {k: v for k, v in stats.items()
-                   if not k.startswith((REJECTED_REASON_PREFIX, FRAGMENT_HISTOGRAM_PREFIX))
+                   if not k.startswith((REJECTED_REASON_PREFIX, FRAGMENT_HISTOGRAM_PREFIX, SOURCE_PREFIX))
                    and k not in ("records_read", "records_rejected", "records_in_error", INPUT_FINGERPRINT)},
         "measured": summarize(stats),
     })
