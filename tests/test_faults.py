@@ -366,7 +366,10 @@ def test_ctrl_c_ends_the_run_with_one_line_and_exit_130(tmp_path, code_model_pat
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--input", str(corpus), "--output", str(out),
                                 "--tokenizer", code_model_path, "--tokenizer_processes", "1"],
-                               stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+                               stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+                               # A shell's background job starts with SIGINT ignored, and Python keeps
+                               # it so: the run gets the terminal's default, as at a prompt.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (out / ".fimflow-run.lock").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
