@@ -7,6 +7,7 @@ are what the pipeline was tested with.
 import setuptools
 
 TENSORFLOW = "tensorflow-cpu==2.21.0"
+MATPLOTLIB = "matplotlib>=3.8"
 
 setuptools.setup(
     name="fimflow",
@@ -35,7 +36,10 @@ setuptools.setup(
     # itself writes Example bytes without it, so workers do not install it.
     extras_require={
         "tf": [TENSORFLOW],
-        "test": [TENSORFLOW, "pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3", "psutil>=5.9"],
+        # fimflow report: plots, and examples read back with tf.data.
+        "report": [TENSORFLOW, MATPLOTLIB],
+        "test": [TENSORFLOW, MATPLOTLIB, "pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3",
+                 "psutil>=5.9", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["fimflow=pipeline.cli:main"]},
 )

@@ -41,11 +41,12 @@ def configure_logging(level: str = "INFO") -> None:
     # in one line, and shows Beam's traceback at DEBUG.
     logging.getLogger(BEAM_DOFN_ERROR_LOGGER).setLevel(logging.NOTSET if level == "DEBUG" else logging.CRITICAL)
 
-USAGE = """usage: fimflow {run,train-tokenizer,inspect} [options]
+USAGE = """usage: fimflow {run,train-tokenizer,inspect,report} [options]
 
   run              build a FIM dataset (fimflow run --help for options)
   train-tokenizer  train a SentencePiece model for code with FIM sentinels
   inspect          print examples of a dataset readably
+  report           write an HTML page showing what a dataset holds
 """
 
 
@@ -295,13 +296,37 @@ def launch_flex_template(argv: list[str], environ=None) -> int:
     return _run(argv, launches_job=True)
 
 
-COMMANDS = {"run": _run, "train-tokenizer": _train_tokenizer, "inspect": _inspect}
+def _report(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fimflow report", description=(
+        "One self-contained HTML page (plots embedded, opens offline) showing what a dataset holds: length "
+        "distributions, FIM and SPM shares, padding, sources, dead letters, options and rendered examples."))
+    parser.add_argument("output", help="Dataset directory (holding metadata.json), local or gs://.")
+    parser.add_argument("--out", default=None, help="Where to write the page (default: OUTPUT/report.html).")
+    parser.add_argument("--json", action="store_true", help="Print the page's numbers as JSON instead.")
+    parser.add_argument("--examples", type=int, default=4, help="Examples rendered in the page.")
+    args = parser.parse_args(argv)
+    from pipeline.report import write_report
+
+    return write_report(args.output, args.out, args.json, args.examples, sys.stdout)
+
+
+COMMANDS = {"run": _run, "train-tokenizer": _train_tokenizer, "inspect": _inspect, "report": _report}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    import os
+
+    # Beam imports TensorFlow where it is installed: its C++ start-up notes (oneDNN,
+    # CPU features) would fill the user's terminal. Set before anything imports it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     argv = sys.argv[1:] if argv is None else argv
     configure_logging()
     if not argv or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except BrokenPipeError:
+        # The reader stopped reading (`fimflow inspect ... | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Optional, TextIO
+import sys
+from typing import NamedTuple, Optional, TextIO
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -27,12 +28,29 @@ def _style(text: str, style: str, color: bool) -> str:
     return f"{_STYLES[style]}{text}{_STYLES['reset']}" if color else text
 
 
-def read_examples(output: str, limit: Optional[int] = None) -> list[dict]:
-    """Examples of a dataset as ``tf.data`` gives them to a trainer: lists of ids per feature."""
+def _import_tensorflow_quietly():
+    """``import tensorflow``, with the C++ notes it prints at start-up (oneDNN, CPU features,
+    absl's "before InitializeLog") kept off the user's terminal: they go to stderr's file
+    descriptor directly, past Python, so it points at /dev/null for the import."""
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
         import tensorflow as tf
     except ImportError as e:
-        raise SystemExit("fimflow inspect reads records with tf.data: pip install 'fimflow[tf]'") from e
+        raise SystemExit("fimflow reads records with tf.data: pip install 'fimflow[tf]'") from e
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tf
+
+
+def read_examples(output: str, limit: Optional[int] = None) -> list[dict]:
+    """Examples of a dataset as ``tf.data`` gives them to a trainer: lists of ids per feature."""
+    tf = _import_tensorflow_quietly()
 
     with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
         metadata = json.load(f)
@@ -58,16 +76,44 @@ def _records_through_beam(files: list[str]):
             yield from read_tfrecords(f)
 
 
+def load_metadata(output: str) -> dict:
+    connect_anonymously_to_emulator()
+    with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
+        return json.load(f)
+
+
+class SegmentParts(NamedTuple):
+    """A segment as a reader sees it: ``pieces`` (kind, ids) in document order, kinds ``plain``,
+    ``prefix``, ``middle``, ``suffix`` or ``prefix+middle`` (SPM, whose tokens do not mark that
+    boundary); ``cut``: the context ended inside it."""
+
+    label: str
+    pieces: list
+    eot: bool
+    cut: bool
+
+
+def segment_parts(ids: list, special) -> SegmentParts:
+    part = parse_segment(ids, special)
+    if part.mode == "plain":
+        return SegmentParts("plain", [("plain", part.prefix)], part.eot, False)
+    if part.mode == "spm":
+        return SegmentParts("SPM: suffix first, then prefix and middle as one run",
+                            [("prefix+middle", part.middle), ("suffix", part.suffix)], part.eot, not part.eot)
+    label = "PSM" if part.mode == "psm" else "FIM, cut by the context end before its middle"
+    pieces = [(kind, p) for kind, p in (("prefix", part.prefix), ("middle", part.middle), ("suffix", part.suffix))
+              if p or kind == "middle"]
+    return SegmentParts(label, pieces, part.eot, not part.eot)
+
+
 def _text(tokenizer: Tokenizer, ids: list) -> str:
     return tokenizer.surface(ids).decode("utf-8", errors="replace")
 
 
 def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: bool, out: TextIO) -> int:
-    connect_anonymously_to_emulator()
-    with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
-        metadata = json.load(f)
+    metadata = load_metadata(output)
     path = tokenizer_path or metadata["tokenizer"]["path"]
-    tokenizer = Tokenizer(read_model_bytes(path), _names(metadata))
+    tokenizer = Tokenizer(read_model_bytes(path), special_token_names(metadata))
     label = lambda s: _style(s, "label", color)  # noqa: E731
     for number, example in enumerate(read_examples(output, n)):
         ids, segments = example["input_ids"], example["segment_ids"]
@@ -75,19 +121,20 @@ def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: b
         out.write(label(f"=== example {number} ({len(ids) - padding} tokens, {padding} padding) ===") + "\n")
         for seg in sorted(set(segments) - {0}):
             seg_ids = [t for t, s in zip(ids, segments) if s == seg]
-            part = parse_segment(seg_ids, tokenizer.special)
-            eot = _style("<eot>", "sentinel", color) if part.eot else ""
-            out.write(label(f"--- segment {seg}: {part.mode}, {len(seg_ids)} tokens ---") + "\n")
-            if part.mode == "plain":
-                out.write(_text(tokenizer, part.prefix) + eot + "\n")
-                continue
-            middle = _text(tokenizer, part.middle)
-            out.write(_text(tokenizer, part.prefix) + _style("\u27e6" + middle + "\u27e7", "middle", color)
-                      + _text(tokenizer, part.suffix) + eot + "\n")
+            part = segment_parts(seg_ids, tokenizer.special)
+            out.write(label(f"--- segment {seg}: {part.label}, {len(seg_ids)} tokens ---") + "\n")
+            text = ""
+            for kind, piece in part.pieces:
+                shown = _text(tokenizer, piece)
+                text += _style("\u27e6" + shown + "\u27e7", "middle", color) if kind in ("middle", "prefix+middle") \
+                    else shown
+            end = _style("<eot>", "sentinel", color) if part.eot else (
+                _style(" [cut by the context end]", "sentinel", color) if part.cut else "")
+            out.write(text + end + "\n")
     return 0
 
 
-def _names(metadata: dict) -> SpecialTokenNames:
+def special_token_names(metadata: dict) -> SpecialTokenNames:
     options = metadata.get("options", {})
     defaults = SpecialTokenNames()
     return SpecialTokenNames(

@@ -169,3 +169,16 @@ def lossy_model_path(tmp_path_factory, lossy_model_bytes) -> str:
     path = tmp_path_factory.mktemp("models") / "lossy.model"
     path.write_bytes(lossy_model_bytes)
     return str(path)
+
+
+def require(tool: str) -> str:
+    """The installed tool's path. Where CI sets ``FIMFLOW_REQUIRE_TOOLS=1`` a missing tool fails the test;
+    elsewhere the test skips."""
+    import shutil
+
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("FIMFLOW_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{tool} is not installed; this check needs it")
+        pytest.skip(f"{tool} is not installed")
+    return path

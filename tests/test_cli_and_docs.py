@@ -23,9 +23,9 @@ def test_ci_runs_exactly_the_readme_test_command():
     install_and_run, install_and_test = readme_commands()
     assert install_and_run.endswith("fimflow run") and "pytest" in install_and_test
     ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
-                if line and not line.startswith("#") and not line.startswith(("set ", "cd "))]
-    # CI also turns a missing gcloud or terraform into a failure instead of a skip.
-    assert ci_lines == ["export FIMFLOW_REQUIRE_CLOUD_TOOLS=1", install_and_test]
+                if line and not line.startswith(("#", "set ", "cd ", "command -v ", "    "))]
+    # CI also installs Chromium and turns a missing tool into a failure instead of a skip.
+    assert ci_lines == ["export FIMFLOW_REQUIRE_TOOLS=1", install_and_test]
 
 
 def test_readme_documents_every_run_option():

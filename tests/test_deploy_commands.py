@@ -18,19 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "deploy" / "README.md"
 NOT_LOGGED_IN = "You do not currently have an active account selected"
-
-
-def require(tool: str) -> str:
-    """The tool's path; CI (``FIMFLOW_REQUIRE_CLOUD_TOOLS=1``) fails without it, elsewhere the test skips."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("FIMFLOW_REQUIRE_CLOUD_TOOLS") == "1":
-            pytest.fail(f"{tool} is not installed; the deploy checks need it")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 def readme_commands() -> list[str]:

@@ -197,8 +197,10 @@ def test_inspect_shows_segments_with_the_middle_marked(tmp_path, jsonl_corpus, c
     assert main(["inspect", str(tmp_path / "out"), "--n", "20", "--color", "always"]) == 0
     out = capsys.readouterr().out
     assert out.count("=== example") == 20
-    assert "segment 1" in out and ("psm" in out or "spm" in out)
+    assert "segment 1" in out and ("PSM" in out or "SPM" in out)
     assert "\u27e6" in out and "\033[" in out
+    # Under --fim_trim paper a FIM form that runs past the context end is shown as cut, not as broken data.
+    assert "[cut by the context end]" in out
     assert main(["inspect", str(tmp_path / "out"), "--n", "1", "--color", "never"]) == 0
     assert "\033[" not in capsys.readouterr().out
 

@@ -40,6 +40,14 @@ INPUT_FILES, INPUT_BYTES, INPUT_FINGERPRINT = "input_files", "input_bytes", "inp
 SOURCE_PREFIX = "source/"
 # Statistic names built from a value.
 FRAGMENT_HISTOGRAM_PREFIX = "fragment_tokens_le_"
+DOCUMENT_HISTOGRAM_PREFIX = "document_tokens_le_"
+MIDDLE_HISTOGRAM_PREFIX = "middle_tokens_le_"
+HISTOGRAM_PREFIXES = (DOCUMENT_HISTOGRAM_PREFIX, FRAGMENT_HISTOGRAM_PREFIX, MIDDLE_HISTOGRAM_PREFIX)
+
+
+def histogram_key(prefix: str, n: int) -> str:
+    """The statistic counting ``n`` in a histogram of powers of two: ``prefix`` + the least power >= n."""
+    return f"{prefix}{1 << max(n - 1, 0).bit_length()}"
 REJECTED_REASON_PREFIX = "rejected/"
 # Rejected for a reason that says nothing about the corpus being broken (an
 # empty __init__.py, a .pyc beside the sources): written to the dead letters,

@@ -20,7 +20,8 @@ import apache_beam as beam
 from transforms.core.hashing import content_hash
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.core.tokenizer_pool import TokenizerPool
-from transforms.schema import SOURCE_PREFIX, TOKEN_DTYPE, Document, Stats, TokenizedDocument
+from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, SOURCE_PREFIX, TOKEN_DTYPE, Document, Stats,
+                               TokenizedDocument, histogram_key)
 from transforms.stats import StepWithStats
 
 # Documents longer than this are encoded in pieces of this size.
@@ -58,6 +59,7 @@ class TokenizeBatchStep:
             stats["documents"] += 1
             stats["document_tokens"] += len(ids)
             stats["text_chars_tokenized"] += len(doc.text)
+            stats[histogram_key(DOCUMENT_HISTOGRAM_PREFIX, len(ids))] += 1
             for source in (f"pattern/{doc.pattern}", f"language/{doc.language or 'unknown'}"):
                 stats[f"{SOURCE_PREFIX}{source}/documents"] += 1
                 stats[f"{SOURCE_PREFIX}{source}/tokens"] += len(ids)

@@ -32,9 +32,10 @@ from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import rejected_shard_key, shard_key
 from transforms.core.records import example_record, tfrecord_frame
 from transforms.output_lock import check_lock_holder, release_lock
-from transforms.schema import (ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT,
-                               METADATA_FILE, REJECTED_PREFIX, REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX,
-                               TRAIN_PREFIX, Rejected, ShardInfo)
+from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, HISTOGRAM_PREFIXES,
+                               INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT, METADATA_FILE, MIDDLE_HISTOGRAM_PREFIX,
+                               REJECTED_PREFIX, REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, TRAIN_PREFIX,
+                               Rejected, ShardInfo)
 
 logger = logging.getLogger(__name__)
 TEMPORARY_PREFIX = ".tmp-"
@@ -198,15 +199,21 @@ def summarize(stats: dict) -> dict:
     """The derived measurements metadata.json reports next to the raw counts."""
     fim = stats.get("fim_fragments", 0)
     padding = stats.get("padding_tokens", 0)
-    histogram = {int(k[len(FRAGMENT_HISTOGRAM_PREFIX):]): v
-                 for k, v in stats.items() if k.startswith(FRAGMENT_HISTOGRAM_PREFIX)}
+
+    def histogram(prefix: str) -> dict:
+        bins = {int(k[len(prefix):]): v for k, v in stats.items() if k.startswith(prefix)}
+        return {f"<={k}": bins[k] for k in sorted(bins)}
+
     return {
         # Transformed share of what could be: fragments (context level) or documents (document level).
         "fim_rate_observed": _ratio(fim, stats.get("fim_candidates", 0)),
         "fim_token_share": _ratio(stats.get("fim_tokens", 0), stats.get("example_tokens", 0)),
         "spm_share_of_fim": _ratio(stats.get("spm_fragments", 0), fim),
         "padding_share": _ratio(padding, padding + stats.get("example_tokens", 0)),
-        "fragment_tokens_histogram": {f"<={k}": histogram[k] for k in sorted(histogram)},
+        # Counts by the least power of two at or above the length, in tokens.
+        "document_tokens_histogram": histogram(DOCUMENT_HISTOGRAM_PREFIX),
+        "fragment_tokens_histogram": histogram(FRAGMENT_HISTOGRAM_PREFIX),
+        "middle_tokens_histogram": histogram(MIDDLE_HISTOGRAM_PREFIX),
     }
 
 
@@ -285,7 +292,7 @@ def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, e
                    "files": [relative(s.path) for s in error_shards]},
         "sources": sources(stats),
         "counts": {k: v for k, v in stats.items()
-                   if not k.startswith((REJECTED_REASON_PREFIX, FRAGMENT_HISTOGRAM_PREFIX, SOURCE_PREFIX))
+                   if not k.startswith((REJECTED_REASON_PREFIX, SOURCE_PREFIX) + HISTOGRAM_PREFIXES)
                    and k not in ("records_read", "records_rejected", "records_in_error", INPUT_FINGERPRINT)},
         "measured": summarize(stats),
     })

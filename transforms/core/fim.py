@@ -31,7 +31,8 @@ import numpy as np
 from transforms.core.fragments import cut_candidates, encode_parts, fragment_parts, split_parts, unit_length
 from transforms.core.hashing import seeded_rng
 from transforms.core.tokenizer import Tokenizer
-from transforms.schema import FRAGMENT_HISTOGRAM_PREFIX, Chunk, Example, FimConfig, Stats, TokenizedDocument
+from transforms.schema import (FRAGMENT_HISTOGRAM_PREFIX, MIDDLE_HISTOGRAM_PREFIX, Chunk, Example, FimConfig, Stats,
+                               TokenizedDocument, histogram_key)
 
 
 class _Draws(NamedTuple):
@@ -55,6 +56,7 @@ class FimForm(NamedTuple):
     partial_character_edges: int
     kept_whole_invalid_utf8: int
     moved_to_token_boundaries: bool = False
+    middle_tokens: int = 0
 
 
 def _positions(draws: _Draws, n: int) -> tuple[int, int]:
@@ -109,7 +111,7 @@ def fim_form(ids: np.ndarray, draws: _Draws, config: FimConfig, tokenizer: Token
         pieces = [[sp.fim_prefix], prefix, [sp.fim_suffix], suffix, [sp.fim_middle], middle]
     tokens = np.concatenate(pieces, dtype=np.int64)
     return FimForm(tokens, view.partial_character_edges if view else 0, view.kept_whole_invalid_utf8 if view else 0,
-                   moved)
+                   moved, len(middle))
 
 
 # Re-tokenization can change a shortened fragment's length again; a few
@@ -134,10 +136,6 @@ def _fit_fim_form(ids: np.ndarray, form: FimForm, room: int, draws: _Draws, conf
             break
         form = fim_form(ids[:n], draws, config, tokenizer)
     return (form, n) if len(form.tokens) <= room and n >= 1 else (None, 0)
-
-
-def _fragment_bucket(n: int) -> str:
-    return f"{FRAGMENT_HISTOGRAM_PREFIX}{1 << max(n - 1, 0).bit_length()}"
 
 
 def _fragments(ids: np.ndarray, eot: int):
@@ -183,6 +181,7 @@ def _transform_fragment(fragment: np.ndarray, draws: _Draws, room: int, with_eot
     stats["fim_fragments"] += 1
     stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
     stats["fim_tokens"] += min(len(form.tokens) + with_eot, room)
+    stats[histogram_key(MIDDLE_HISTOGRAM_PREFIX, form.middle_tokens)] += 1
     return form.tokens, covered
 
 
@@ -202,7 +201,7 @@ def _segments(ids: np.ndarray, rng, config: FimConfig, tokenizer: Tokenizer, sta
         tokens, covered = fragment, len(fragment)
         if len(fragment):
             stats["fragments"] += 1
-            stats[_fragment_bucket(len(fragment))] += 1
+            stats[histogram_key(FRAGMENT_HISTOGRAM_PREFIX, len(fragment))] += 1
             draws = None
             if config.level == "document":
                 _count_document_fim(fragment, with_eot, sp, stats)
