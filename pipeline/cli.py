@@ -266,11 +266,18 @@ def _inspect(argv: list[str]) -> int:
     parser.add_argument("--n", type=int, default=3, help="Number of examples to show.")
     parser.add_argument("--tokenizer", default=None, help="Model to decode with (default: the one recorded).")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("--skip", type=int, default=0, help="Examples to pass over first (after the filter).")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--fim_only", action="store_true", help="Only examples with a FIM segment.")
+    which.add_argument("--plain_only", action="store_true", help="Only examples without a FIM segment.")
+    parser.add_argument("--raw", action="store_true",
+                        help="Tokens in the order the model sees them, with the sentinels written out.")
     args = parser.parse_args(argv)
     from pipeline.inspect_dataset import inspect_dataset
 
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-    return inspect_dataset(args.output, args.n, args.tokenizer, color, sys.stdout)
+    only = "fim" if args.fim_only else "plain" if args.plain_only else None
+    return inspect_dataset(args.output, args.n, args.tokenizer, color, sys.stdout, args.skip, only, args.raw)
 
 
 WORKER_IMAGE_ENV = "FIMFLOW_WORKER_IMAGE"

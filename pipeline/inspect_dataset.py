@@ -50,6 +50,11 @@ def _import_tensorflow_quietly():
 
 def read_examples(output: str, limit: Optional[int] = None) -> list[dict]:
     """Examples of a dataset as ``tf.data`` gives them to a trainer: lists of ids per feature."""
+    return list(iter_examples(output, limit))
+
+
+def iter_examples(output: str, limit: Optional[int] = None):
+    """``read_examples``, one at a time."""
     tf = _import_tensorflow_quietly()
 
     with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
@@ -67,7 +72,8 @@ def read_examples(output: str, limit: Optional[int] = None) -> list[dict]:
     dataset = records.map(lambda r: tf.io.parse_single_example(r, spec))
     if limit is not None:
         dataset = dataset.take(limit)
-    return [{k: v.tolist() for k, v in ex.items()} for ex in dataset.as_numpy_iterator()]
+    for example in dataset.as_numpy_iterator():
+        yield {k: v.tolist() for k, v in example.items()}
 
 
 def _records_through_beam(files: list[str]):
@@ -110,24 +116,60 @@ def _text(tokenizer: Tokenizer, ids: list) -> str:
     return tokenizer.surface(ids).decode("utf-8", errors="replace")
 
 
-def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: bool, out: TextIO) -> int:
+def _raw_text(tokenizer: Tokenizer, ids: list, names: dict, color: bool) -> str:
+    """The tokens in the order the model sees them, special tokens by their piece names."""
+    shown, run = [], []
+    for t in ids + [None]:
+        if t is None or t in names:
+            if run:
+                shown.append(_text(tokenizer, run))
+                run = []
+            if t is not None:
+                shown.append(_style(names[t], "sentinel", color))
+        else:
+            run.append(t)
+    return "".join(shown)
+
+
+def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: bool, out: TextIO,
+                    skip: int = 0, only: Optional[str] = None, raw: bool = False) -> int:
+    """Prints ``n`` examples after ``skip``, of those with a FIM segment (``only='fim'``), with none
+    (``'plain'``) or all; ``raw``: in token order with the special tokens written out."""
     metadata = load_metadata(output)
     path = tokenizer_path or metadata["tokenizer"]["path"]
-    tokenizer = Tokenizer(read_model_bytes(path), special_token_names(metadata))
+    names = special_token_names(metadata)
+    tokenizer = Tokenizer(read_model_bytes(path), names)
+    special = tokenizer.special
+    piece_names = {special.fim_prefix: names.fim_prefix, special.fim_middle: names.fim_middle,
+                   special.fim_suffix: names.fim_suffix, special.eot: "<eot>"}
     label = lambda s: _style(s, "label", color)  # noqa: E731
-    for number, example in enumerate(read_examples(output, n)):
+    shown = 0
+    for number, example in enumerate(iter_examples(output)):
+        if shown >= n:
+            break
         ids, segments = example["input_ids"], example["segment_ids"]
+        parts = {seg: segment_parts([t for t, s in zip(ids, segments) if s == seg], special)
+                 for seg in sorted(set(segments) - {0})}
+        has_fim = any(part.label != "plain" for part in parts.values())
+        if only and has_fim != (only == "fim"):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        shown += 1
         padding = segments.count(0)
         out.write(label(f"=== example {number} ({len(ids) - padding} tokens, {padding} padding) ===") + "\n")
-        for seg in sorted(set(segments) - {0}):
+        for seg, part in parts.items():
             seg_ids = [t for t, s in zip(ids, segments) if s == seg]
-            part = segment_parts(seg_ids, tokenizer.special)
             out.write(label(f"--- segment {seg}: {part.label}, {len(seg_ids)} tokens ---") + "\n")
+            if raw:
+                out.write(_raw_text(tokenizer, seg_ids, piece_names, color) + "\n")
+                continue
             text = ""
             for kind, piece in part.pieces:
-                shown = _text(tokenizer, piece)
-                text += _style("\u27e6" + shown + "\u27e7", "middle", color) if kind in ("middle", "prefix+middle") \
-                    else shown
+                shown_text = _text(tokenizer, piece)
+                text += _style("\u27e6" + shown_text + "\u27e7", "middle", color) \
+                    if kind in ("middle", "prefix+middle") else shown_text
             end = _style("<eot>", "sentinel", color) if part.eot else (
                 _style(" [cut by the context end]", "sentinel", color) if part.cut else "")
             out.write(text + end + "\n")

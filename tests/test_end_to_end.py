@@ -205,6 +205,32 @@ def test_inspect_shows_segments_with_the_middle_marked(tmp_path, jsonl_corpus, c
     assert "\033[" not in capsys.readouterr().out
 
 
+def test_inspect_finds_examples_by_kind_and_shows_raw_token_order(tmp_path, jsonl_corpus, code_model_path, capsys):
+    import re
+
+    corpus, _ = jsonl_corpus
+    build(corpus, tmp_path / "out", code_model_path)
+    out = str(tmp_path / "out")
+
+    def shown(*flags) -> str:
+        capsys.readouterr()
+        assert main(["inspect", out, "--color", "never", *flags]) == 0
+        return capsys.readouterr().out
+
+    def numbers(text):
+        return [int(n) for n in re.findall(r"=== example (\d+) ", text)]
+
+    everything = shown("--n", "1000")
+    fim = [e for e in everything.split("=== example ")[1:] if "PSM" in e or "SPM" in e or "cut by the context" in e]
+    with_fim = shown("--n", "1000", "--fim_only")
+    plain = shown("--n", "1000", "--plain_only")
+    assert sorted(numbers(with_fim) + numbers(plain)) == numbers(everything) and len(numbers(with_fim)) == len(fim)
+    assert "segment 1: PSM" in with_fim or "segment 1: SPM" in with_fim
+    assert numbers(shown("--n", "2", "--fim_only", "--skip", "1")) == numbers(with_fim)[1:3]
+    raw = shown("--n", "1", "--fim_only", "--raw")
+    assert "<fim_prefix>" in raw and "<fim_middle>" in raw and "\u27e6" not in raw
+
+
 def test_a_rerun_replaces_every_file_of_the_earlier_dataset(tmp_path, jsonl_corpus, code_model_path):
     corpus, _ = jsonl_corpus
     out = tmp_path / "out"
