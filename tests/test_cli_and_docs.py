@@ -205,3 +205,23 @@ def test_run_help_shows_a_line_of_help_and_the_default_of_every_option(capsys):
             assert action.help, action.dest
             assert re.sub(r"\s", "", action.help) in text, action.dest
             assert re.sub(r"\s", "", f"(default: {action.default})") in text, action.dest
+
+
+def test_a_local_run_too_big_for_this_machines_memory_fails_at_once_with_what_to_do(tmp_path, code_model_path,
+                                                                                    monkeypatch, capsys):
+    from pipeline import options
+
+    assert options.available_memory() > 0
+    corpus = tmp_path / "a.jsonl"
+    corpus.write_text(json.dumps({"content": "x = 1\n" * 200_000}) + "\n")
+    # As if this machine had 340 MB available: past the runner's fixed 330 MB, room for about 0.7 MB of text.
+    monkeypatch.setattr(options, "available_memory", lambda: 340 << 20)
+    argv = ["run", "--input", str(corpus), "--output", str(tmp_path / "out"), "--tokenizer", code_model_path,
+            "--context_length", "64", "--quiet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fimflow run: error: about 1 MB of text needs about 0.4 GB") and "Dataflow" in err
+    assert "in parts of at most 1 MB of text" in err
+    assert "--memory_check=false" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+    assert cli.main([*argv, "--memory_check=false"]) == 0

@@ -24,8 +24,9 @@ def template_parameters() -> dict:
 
 
 # --wait would keep the Flex Template launcher waiting for the whole job; a launcher submits and returns.
-# --quiet silences the progress of local runs, which a Dataflow job shows in its counters instead.
-CLI_ONLY = {"wait", "quiet"}
+# --quiet silences the progress of local runs, which a Dataflow job shows in its counters instead;
+# --memory_check guards local runs only.
+CLI_ONLY = {"wait", "quiet", "memory_check"}
 # A Beam option the launcher defaults to the template's own image (pipeline.cli.launch_flex_template).
 BEAM_PARAMETERS = {"sdk_container_image"}
 
