@@ -51,6 +51,10 @@ def test_gs_inputs_tokenizer_and_output_match_a_local_run(gcs, tmp_path, jsonl_c
     # Read in place too: through Beam's filesystems, so the emulator is honoured.
     assert len(read_examples(gcs.url("out"))) == metadata["counts"]["examples"]
     assert main(["inspect", gcs.url("out"), "--n", "2", "--color", "never"]) == 0
+    # The report reads and writes there too.
+    assert main(["report", gcs.url("out")]) == 0
+    page = download_dataset(gcs.url("out"), tmp_path / "with_report") / "report.html"
+    assert page.read_text().count("data:image/png;base64,") >= 6
 
     for part in sorted(corpus.glob("*.jsonl")):
         (tmp_path / "local_corpus").mkdir(exist_ok=True)
