@@ -23,8 +23,15 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-# Token ids as fimflow stores them between stages.
+# Token ids as fimflow stores them between stages: two bytes each for a vocabulary that fits
+# (most do), which halves the ids the shuffle holds and moves; four bytes otherwise.
 TOKEN_DTYPE = np.int32
+NARROW_TOKEN_DTYPE = np.uint16
+
+
+def token_dtype(vocab_size: int):
+    """The dtype of a model's ids between stages."""
+    return NARROW_TOKEN_DTYPE if vocab_size <= np.iinfo(NARROW_TOKEN_DTYPE).max + 1 else TOKEN_DTYPE
 Stats = Counter
 
 # The dataset's layout.
@@ -128,7 +135,7 @@ class Rejected(NamedTuple):
 
 
 class TokenizedDocument(NamedTuple):
-    """A document's ids (``TOKEN_DTYPE``, no ``<eot>``) and its identity for the seeded shuffle."""
+    """A document's ids (``token_dtype(vocab_size)``, no ``<eot>``) and its identity for the seeded shuffle."""
 
     content_hash: bytes
     ids: np.ndarray

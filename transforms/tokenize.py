@@ -21,7 +21,7 @@ from transforms.core.hashing import content_hash
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.core.tokenizer_pool import TokenizerPool
 from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, SOURCE_PREFIX, TOKEN_DTYPE, Document, Stats,
-                               TokenizedDocument, histogram_key)
+                               TokenizedDocument, histogram_key, token_dtype)
 from transforms.stats import StepWithStats
 
 # Documents longer than this are encoded in pieces of this size.
@@ -40,6 +40,7 @@ class TokenizeBatchStep:
 
     def setup(self):
         self._tokenizer = self._tokenizer_handle.acquire()
+        self._dtype = token_dtype(self._tokenizer.vocab_size)
         self._pool = TokenizerPool(self._tokenizer, self._num_processes)
 
     def teardown(self):
@@ -56,6 +57,7 @@ class TokenizeBatchStep:
                 ids = next(encoded_short)
             else:
                 ids = tokenizer.encode_long_document(doc.text, self._max_encode_chars, TOKEN_DTYPE)
+            ids = ids.astype(self._dtype, copy=False)
             stats["documents"] += 1
             stats["document_tokens"] += len(ids)
             stats["text_chars_tokenized"] += len(doc.text)

@@ -13,17 +13,19 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from transforms.schema import TOKEN_DTYPE, Chunk, TokenizedDocument
+from transforms.schema import Chunk, TokenizedDocument
 
 
 def pack_bucket(bucket: int, documents: Iterable[TokenizedDocument], context_length: int,
                 eot: int) -> Iterator[Chunk]:
-    """The chunks of one bucket, in order."""
-    eot_array = np.array([eot], dtype=TOKEN_DTYPE)
+    """The chunks of one bucket, in order, in the documents' dtype."""
+    eot_array = None
     pending: list[np.ndarray] = []
     pending_len = 0
     index = 0
     for doc in documents:
+        if eot_array is None:
+            eot_array = np.array([eot], dtype=doc.ids.dtype)
         pending += [doc.ids, eot_array]
         pending_len += len(doc.ids) + 1
         if pending_len >= context_length:
