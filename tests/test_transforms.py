@@ -173,3 +173,15 @@ def test_identical_documents_are_scattered_over_their_bucket_not_packed_together
         out = (p | beam.Create(docs) | ShuffleDocuments(7, num_buckets=1)
                | beam.Map(lambda kv: [d.content_hash for d in kv[1]]))
         assert_that(out, scattered)
+
+
+def test_ids_travel_in_two_bytes_when_the_vocabulary_fits_and_packing_keeps_their_dtype():
+    from transforms.core.packing import pack_bucket
+    from transforms.schema import token_dtype
+
+    assert token_dtype(65_536) == np.uint16 and token_dtype(65_537) == np.int32
+    for dtype, top in ((np.uint16, 65_535), (np.int32, 250_000)):
+        docs = [TokenizedDocument(bytes([i]), np.array([top, 1, 2], dtype=dtype)) for i in range(3)]
+        chunks = list(pack_bucket(0, docs, 5, eot=top - 1))
+        assert all(c.ids.dtype == dtype for c in chunks)
+        assert np.concatenate([c.ids for c in chunks]).tolist() == [top, 1, 2, top - 1] * 3
