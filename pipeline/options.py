@@ -34,10 +34,11 @@ TARGET_BUCKET_INPUT_BYTES = 32 << 20
 TARGET_SHARD_INPUT_BYTES = 128 << 20
 COMPRESSED_SIZE_FACTOR = 4
 # The in-process runner keeps the data between stages in memory. Peak RSS over all of a run's
-# processes, measured with bench/throughput.py on the standard library: 481 MB for 10.4 MB of
-# text, 771 MB for 30.1 MB (about 15 bytes per byte of text past a fixed 330 MB).
+# processes, measured with bench/throughput.py: 481 MB for 10.4 MB of the standard library's text
+# and 771 MB for 30.1 MB; 735 MB for 33.8 MB of site-packages sources and 1,625 MB for 90.0 MB
+# (15.8 bytes per byte of text between those two).
 LOCAL_BASE_MEMORY_BYTES = 330 << 20
-LOCAL_MEMORY_PER_TEXT_BYTE = 15
+LOCAL_MEMORY_PER_TEXT_BYTE = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class FimflowOptions(PipelineOptions):
         add("--eot_token", default=None, help="Piece ending each document (default: the model's EOS).")
         add("--memory_check", nargs="?", const=True, default=True, type=_parse_bool,
             help="Refuse a local run whose corpus would need more memory than this machine has available "
-                 "(about 15 bytes per byte of text on the local runner): it would swap or be killed hours in. "
+                 "(about 16 bytes per byte of text on the local runner): it would swap or be killed hours in. "
                  "false: try anyway.")
         add("--wait", nargs="?", const=True, default=False, type=_parse_bool,
             help="On a remote runner (Dataflow), wait for the job to finish and print the summary; by "
