@@ -149,6 +149,23 @@ def test_inputs_changed_between_planning_and_matching_on_the_workers_fail_the_wh
     _ = p | FimflowPipeline(plan)
     with pytest.raises(Exception, match="the inputs changed between planning and reading: 2 file"):
         p.run().wait_until_finish()
+
+
+def test_an_input_file_that_no_longer_lists_on_the_workers_fails_the_bundle_naming_it(tmp_path, code_model_path):
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipeline.build import FimflowPipeline
+
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join(good_lines(20)) + "\n")
+    plan = plan_run(PipelineOptions(["--input", str(path), "--output", str(tmp_path / "out"),
+                                     "--tokenizer", code_model_path, "--context_length", "64"]))
+    path.unlink()
+    p = TestPipeline()
+    _ = p | FimflowPipeline(plan)
+    with pytest.raises(Exception, match=f"--input {path}: listing it failed on a worker"):
+        p.run().wait_until_finish()
+    assert not (tmp_path / "out" / "metadata.json").exists()
     assert not (tmp_path / "out" / "metadata.json").exists()
 
 

@@ -99,16 +99,20 @@ def input_stats(files: Iterable[InputFile]) -> Stats:
     return stats
 
 
+class InputListingError(IOError):
+    """A worker could not list an ``--input`` pattern: the bundle fails, so the runner retries it."""
+
+
 def _match(pattern: str, selection: InputSelection) -> list[InputFile]:
-    # A pattern that lists nothing now selects nothing: the launcher already failed
-    # on such a pattern, so only a change since planning gets here, and the
-    # fingerprint check reports it.
+    # A pattern that now lists fewer files selects fewer: the fingerprint check
+    # reports that. One that cannot be listed at all (its file deleted, the
+    # storage failing) fails the bundle, so that a passing fault is retried.
     connect_anonymously_to_emulator()
     try:
         return match_pattern(pattern, selection)[0]
-    except Exception:  # Beam raises BeamIOError for a pattern that no longer lists.
-        logger.warning("--input %s: no longer matches anything", pattern, exc_info=True)
-        return []
+    except Exception as e:  # Each filesystem raises its own; Beam wraps them in BeamIOError.
+        raise InputListingError(f"--input {pattern}: listing it failed on a worker ({type(e).__name__}: {e}); "
+                                "was it deleted after the run was planned, or is the storage failing?") from e
 
 
 class CountInputStep:
