@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,15 @@ class FaultyFileSystem(LocalFileSystem):
     """``faulty://LOCAL_PATH``: the local file through Beam's filesystem layer, failing mid-read."""
 
     fail_after = 0
+    match_error = None
 
     @classmethod
     def scheme(cls):
         return "faulty"
 
     def match(self, patterns, limits=None):
+        if self.match_error is not None:
+            raise self.match_error
         results = super().match([p[len("faulty://"):] for p in patterns], limits)
         return [MatchResult("faulty://" + r.pattern,
                             [FileMetadata("faulty://" + m.path, m.size_in_bytes, m.last_updated_in_seconds)
@@ -151,20 +155,25 @@ def test_inputs_changed_between_planning_and_matching_on_the_workers_fail_the_wh
         p.run().wait_until_finish()
 
 
-def test_an_input_file_that_no_longer_lists_on_the_workers_fails_the_bundle_naming_it(tmp_path, code_model_path):
+def test_a_pattern_the_workers_cannot_list_fails_the_bundle_naming_it(tmp_path, code_model_path):
     from apache_beam.testing.test_pipeline import TestPipeline
 
     from pipeline.build import FimflowPipeline
 
-    path = tmp_path / "a.jsonl"
-    path.write_text("\n".join(good_lines(20)) + "\n")
-    plan = plan_run(PipelineOptions(["--input", str(path), "--output", str(tmp_path / "out"),
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text("\n".join(good_lines(20)) + "\n")
+    pattern = f"faulty://{tmp_path}/in/*.jsonl"
+    FaultyFileSystem.fail_after = 1 << 30
+    plan = plan_run(PipelineOptions(["--input", pattern, "--output", str(tmp_path / "out"),
                                      "--tokenizer", code_model_path, "--context_length", "64"]))
-    path.unlink()
-    p = TestPipeline()
-    _ = p | FimflowPipeline(plan)
-    with pytest.raises(Exception, match=f"--input {path}: listing it failed on a worker"):
-        p.run().wait_until_finish()
+    FaultyFileSystem.match_error = ConnectionResetError("connection reset by peer (injected)")
+    try:
+        p = TestPipeline()
+        _ = p | FimflowPipeline(plan)
+        with pytest.raises(Exception, match=re.escape(f"--input {pattern}: listing it failed on a worker (Connection")):
+            p.run().wait_until_finish()
+    finally:
+        FaultyFileSystem.match_error = None
     assert not (tmp_path / "out" / "metadata.json").exists()
     assert not (tmp_path / "out" / "metadata.json").exists()
 

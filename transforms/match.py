@@ -105,8 +105,8 @@ class InputListingError(IOError):
 
 def _match(pattern: str, selection: InputSelection) -> list[InputFile]:
     # A pattern that now lists fewer files selects fewer: the fingerprint check
-    # reports that. One that cannot be listed at all (its file deleted, the
-    # storage failing) fails the bundle, so that a passing fault is retried.
+    # reports that. One that cannot be listed at all (the storage failing)
+    # fails the bundle, so that a passing fault is retried.
     connect_anonymously_to_emulator()
     try:
         return match_pattern(pattern, selection)[0]
