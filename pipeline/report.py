@@ -101,7 +101,7 @@ def _figures(metadata: dict) -> list[tuple[str, str]]:
         if horizontal:
             axes.invert_yaxis()
         axes.set_title(title)
-        (axes.set_xlabel if not horizontal else axes.set_xlabel)(xlabel)
+        axes.set_xlabel(xlabel)
         figures.append((title, _png(figure)))
         plt.close(figure)
 

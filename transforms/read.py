@@ -93,12 +93,17 @@ class _ByteStream:
         self._raw.close()
 
 
-def file_format(path: str) -> str:
-    name = path.lower()
+def _uncompressed_name(path: str) -> str:
+    """``path``'s file name, lower-cased, without its compression suffix (``a.jsonl.gz`` -> ``a.jsonl``)."""
+    name = path.rsplit("/", 1)[-1].lower()
     for suffix in COMPRESSION_SUFFIXES:
         if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+            return name[: -len(suffix)]
+    return name
+
+
+def file_format(path: str) -> str:
+    name = _uncompressed_name(path)
     if name.endswith(JSONL_SUFFIXES):
         return "jsonl"
     if name.endswith(PARQUET_SUFFIXES):
@@ -118,9 +123,7 @@ LANGUAGES = {"py": "Python", "pyi": "Python", "js": "JavaScript", "mjs": "JavaSc
 
 def language_of(path: str) -> str:
     """A whole file's language, by its extension (after any compression suffix)."""
-    name = path.rsplit("/", 1)[-1].lower()
-    for suffix in COMPRESSION_SUFFIXES:
-        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    name = _uncompressed_name(path)
     extension = name.rsplit(".", 1)[1] if "." in name.lstrip(".") else ""
     return LANGUAGES.get(extension, extension)
 
