@@ -39,7 +39,10 @@ setuptools.setup(
         # fimflow report: plots, and examples read back with tf.data.
         "report": [TENSORFLOW, MATPLOTLIB],
         "test": [TENSORFLOW, MATPLOTLIB, "pytest>=8", "hypothesis>=6.100", "gcp-storage-emulator>=2024.8.3",
-                 "psutil>=5.9", "selenium>=4.20"],
+                 "psutil>=5.9", "selenium>=4.20",
+                 # The FIM formats' reference implementations (tests/test_fim_formats.py); transformers 5
+                 # needs packages the registries here lack.
+                 "transformers==4.57.6", "mistral-common==1.13.1"],
     },
     entry_points={"console_scripts": ["fimflow=pipeline.cli:main"]},
 )

@@ -14,6 +14,7 @@ import apache_beam as beam
 
 from pipeline import __version__
 from pipeline.options import RunPlan
+from transforms.core.fim_format import fim_format
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.fim import ApplyDocumentFim, ApplyFim
 from transforms.match import MatchInputs, input_stats
@@ -35,9 +36,11 @@ def static_metadata(plan: RunPlan) -> dict:
         "context_length": fim.context_length,
         "vocab_size": plan.tokenizer.vocab_size,
         "special_tokens": plan.tokenizer.special.as_dict(),
+        "special_pieces": plan.tokenizer.special_pieces,
+        "bos": plan.tokenizer.special.bos is not None,
         "features": list(EXAMPLE_FEATURES),
-        "fim": {"level": fim.level, "rate": fim.rate, "spm_rate": fim.spm_rate,
-                "spm_variant": "prefix_suffix_sentinels_then_suffix_middle_prefix_middle",
+        "fim": {"format": fim.format, "layout": fim_format(fim.format).describe(plan.tokenizer.special_pieces),
+                "level": fim.level, "rate": fim.rate, "spm_rate": fim.spm_rate,
                 "span_unit": fim.span_unit, "trim": fim.trim,
                 "max_middle_tokens": fim.max_middle_tokens,
                 "min_fragment_tokens": fim.min_fragment_tokens},

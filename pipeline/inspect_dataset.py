@@ -7,6 +7,7 @@ SPM), so one can see at a glance that the three parts make up one text.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import sys
@@ -17,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.records import read_tfrecords
+from transforms.core.fim_format import DEFAULT_FORMAT, FimFormat, fim_format
 from transforms.core.segments import parse_segment
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
 from transforms.schema import METADATA_FILE
@@ -99,8 +101,12 @@ class SegmentParts(NamedTuple):
     cut: bool
 
 
-def segment_parts(ids: list, special) -> SegmentParts:
-    part = parse_segment(ids, special)
+def dataset_format(metadata: dict) -> FimFormat:
+    return fim_format(metadata.get("fim", {}).get("format", DEFAULT_FORMAT))
+
+
+def segment_parts(ids: list, special, fmt: FimFormat) -> SegmentParts:
+    part = parse_segment(ids, special, fmt)
     if part.mode == "plain":
         return SegmentParts("plain", [("plain", part.prefix)], part.eot, False)
     if part.mode == "spm":
@@ -140,15 +146,17 @@ def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: b
     names = special_token_names(metadata)
     tokenizer = Tokenizer(read_model_bytes(path), names)
     special = tokenizer.special
-    piece_names = {special.fim_prefix: names.fim_prefix, special.fim_middle: names.fim_middle,
-                   special.fim_suffix: names.fim_suffix, special.eot: "<eot>"}
+    fmt = dataset_format(metadata)
+    piece_names = {i: tokenizer.special_pieces[role] for role, i in special.as_dict().items() if role != "pad"}
+    piece_names[special.eot] = "<eot>"
     label = lambda s: _style(s, "label", color)  # noqa: E731
+    out.write(label(describe_format(metadata)))
     shown = 0
     for number, example in enumerate(iter_examples(output)):
         if shown >= n:
             break
         ids, segments = example["input_ids"], example["segment_ids"]
-        parts = {seg: segment_parts([t for t, s in zip(ids, segments) if s == seg], special)
+        parts = {seg: segment_parts([t for t, s in zip(ids, segments) if s == seg], special, fmt)
                  for seg in sorted(set(segments) - {0})}
         has_fim = any(part.label != "plain" for part in parts.values())
         if only and has_fim != (only == "fim"):
@@ -177,6 +185,9 @@ def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: b
 
 
 def special_token_names(metadata: dict) -> SpecialTokenNames:
+    """The pieces the dataset was made with: ``special_pieces``, or the options of a dataset from before it."""
+    if "special_pieces" in metadata:
+        return SpecialTokenNames(**{**dict.fromkeys(("fim_middle", "pad")), **metadata["special_pieces"]})
     options = metadata.get("options", {})
     defaults = SpecialTokenNames()
     return SpecialTokenNames(
@@ -185,3 +196,13 @@ def special_token_names(metadata: dict) -> SpecialTokenNames:
         options.get("fim_suffix_token") or defaults.fim_suffix,
         options.get("pad_token") or defaults.pad,
         options.get("eot_token"))
+
+
+def describe_format(metadata: dict) -> str:
+    """One line per order: the format's name and its layout with the dataset's pieces."""
+    fim = metadata.get("fim", {})
+    layout = fim.get("layout") or fim_format(DEFAULT_FORMAT).describe(
+        dataclasses.asdict(special_token_names(metadata)))
+    bos = " (BOS first at each document start)" if metadata.get("bos") else ""
+    return "".join(f"{fim.get('format', DEFAULT_FORMAT)} {mode.upper()}: {' '.join(items)}{bos}\n"
+                   for mode, items in layout.items())

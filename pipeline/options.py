@@ -21,7 +21,10 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 
 from pipeline import defaults
 from transforms.beam_workarounds import connect_anonymously_to_emulator
-from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerError, read_model_bytes
+from transforms.core.fim_format import DEFAULT_FORMAT, FORMATS, FimFormat, fim_format
+from transforms.core.fim_format import special_token_names as format_token_names
+from transforms.core.tokenizer import (ROLE_FLAGS, SpecialTokenNames, Tokenizer, TokenizerError, model_bos_piece,
+                                       read_model_bytes)
 from transforms.match import is_local_directory, match_pattern
 from transforms.read import COMPRESSION_SUFFIXES, DEFAULT_SPLIT_BYTES, PARQUET_SUFFIXES
 from transforms.schema import (FIM_LEVELS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig, InputFile,
@@ -80,7 +83,9 @@ class FimflowOptions(PipelineOptions):
             help="SentencePiece model (local or gs://). Default: the bundled code tokenizer.")
         add("--context_length", type=int, default=2048, help="Tokens per example.")
         add("--fim_rate", type=float, default=0.5, help="Probability that a fragment becomes a FIM example.")
-        add("--fim_spm_rate", type=float, default=0.5, help="Probability that a FIM example uses SPM order.")
+        add("--fim_spm_rate", type=float, default=None,
+            help="Probability that a FIM example uses SPM order (default: the format's: 0.5 for paper and "
+                 "codellama, 0 for codegemma; codestral has one order).")
         add("--fim_span_unit", choices=SPAN_UNITS, default="char",
             help="Where cut points may fall: any character (the paper), line starts, or token boundaries.")
         add("--fim_level", choices=FIM_LEVELS, default="context",
@@ -121,11 +126,22 @@ class FimflowOptions(PipelineOptions):
         add("--tokenizer_threads", type=int, default=0,
             help="SentencePiece threads per batch in each of those processes (0: the cores left per "
                  "process for the in-process DirectRunner, else 1).")
-        names = SpecialTokenNames()
-        add("--fim_prefix_token", default=names.fim_prefix, help="Piece that opens a FIM example (before the prefix).")
-        add("--fim_middle_token", default=names.fim_middle, help="Piece before the middle of a FIM example.")
-        add("--fim_suffix_token", default=names.fim_suffix, help="Piece before the suffix of a FIM example.")
-        add("--pad_token", default=names.pad, help="Piece filling the tail of the last example of each bucket.")
+        add("--fim_format", choices=tuple(FORMATS), default=DEFAULT_FORMAT,
+            help="FIM layout of the model family the data is for: its sentinel pieces, the order of "
+                 "prefix, suffix and middle, BOS and SPM defaults (README: FIM formats). The piece flags "
+                 "below override the preset's names.")
+        add("--bos", nargs="?", const=True, default=None, type=_parse_bool,
+            help="Start each document with the model's BOS piece (counted in its segment; a FIM example "
+                 "keeps it in front). Default: the format's (on for codellama, codestral, codegemma).")
+        add("--fim_prefix_token", default=None, help="Piece that marks the prefix (default: the format's).")
+        add("--fim_middle_token", default=None, help="Piece before the middle (default: the format's).")
+        add("--fim_suffix_token", default=None, help="Piece that marks the suffix (default: the format's).")
+        add("--fim_end_token", default=None,
+            help="Piece after the middle, for formats that end it with its own piece (default: the format's).")
+        add("--bos_token", default=None, help="Piece that --bos puts first (default: the model's BOS).")
+        add("--pad_token", default=None,
+            help="Piece filling the tail of the last example of each bucket: any piece, since padding is "
+                 "marked by segment_ids == 0 (default: <fim_pad> for the paper format, else the eot piece).")
         add("--eot_token", default=None, help="Piece ending each document (default: the model's EOS).")
         add("--memory_check", nargs="?", const=True, default=True, type=_parse_bool,
             help="Refuse a local run whose corpus would need more memory than this machine has available "
@@ -394,6 +410,13 @@ def check_workers_get_fimflow(options: PipelineOptions) -> None:
            "or --setup_file ./setup.py: Beam's stock worker image has neither fimflow nor sentencepiece")
 
 
+def special_token_names(o: FimflowOptions, fmt: FimFormat, model: bytes) -> SpecialTokenNames:
+    """The pieces of every special token the run uses: the flags where given, else the format's."""
+    bos = o.bos if o.bos is not None else fmt.bos
+    overrides = {role: getattr(o, flag) for role, flag in ROLE_FLAGS.items() if hasattr(o, flag)}
+    return format_token_names(fmt, overrides, (o.bos_token or model_bos_piece(model)) if bos else None)
+
+
 def plan_run(options: PipelineOptions) -> RunPlan:
     """Validates options and inputs; raises ``UsageError`` with one clear line."""
     connect_anonymously_to_emulator()
@@ -404,9 +427,15 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     _check(o.context_length >= MIN_CONTEXT_LENGTH,
            f"--context_length={o.context_length} is too small: at least {MIN_CONTEXT_LENGTH} "
            "(three FIM sentinels, <eot> and text must fit)")
-    for name in ("fim_rate", "fim_spm_rate", "max_error_fraction"):
-        value = getattr(o, name)
+    fmt = fim_format(o.fim_format)
+    spm_rate = fmt.spm_rate if o.fim_spm_rate is None else o.fim_spm_rate
+    for name, value in (("fim_rate", o.fim_rate), ("fim_spm_rate", spm_rate),
+                        ("max_error_fraction", o.max_error_fraction)):
         _check(0.0 <= value <= 1.0, f"--{name}={value} must be between 0 and 1")
+    _check(len(fmt.orders) > 1 or spm_rate == fmt.spm_rate,
+           f"--fim_spm_rate={spm_rate}: the {fmt.name} format has one order only ({fmt.layout_text('spm')})")
+    _check(fmt.pieces.get("fim_middle") or o.fim_middle_token is None,
+           f"--fim_middle_token: the {fmt.name} format has no middle sentinel ({fmt.layout_text('spm')})")
     _check(o.read_split_bytes >= 1 << 20, f"--read_split_bytes={o.read_split_bytes} must be at least 1 MiB")
     for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens",
                  "tokenizer_processes", "tokenizer_threads"):
@@ -427,9 +456,8 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         model = read_model_bytes(tokenizer_path)
     except Exception as e:
         raise UsageError(f"--tokenizer {tokenizer_path}: cannot read it ({e})") from e
-    names = SpecialTokenNames(o.fim_prefix_token, o.fim_middle_token, o.fim_suffix_token,
-                              o.pad_token, o.eot_token)
     try:
+        names = special_token_names(o, fmt, model)
         tokenizer = Tokenizer(model, names, reference=not o.word_cache)
     except TokenizerError as e:
         raise UsageError(f"--tokenizer {tokenizer_path}: {e}") from e
@@ -447,8 +475,8 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         output=output,
         tokenizer_path=tokenizer_path,
         tokenizer=tokenizer,
-        fim=FimConfig(o.context_length, o.fim_rate, o.fim_spm_rate, o.fim_span_unit, o.fim_trim,
-                      o.fim_max_middle_tokens, o.fim_min_fragment_tokens, o.fim_level),
+        fim=FimConfig(o.context_length, o.fim_rate, spm_rate, o.fim_span_unit, o.fim_trim,
+                      o.fim_max_middle_tokens, o.fim_min_fragment_tokens, o.fim_level, fmt.name),
         seed=o.seed,
         num_buckets=o.num_buckets or max(2, math.ceil(text_bytes / TARGET_BUCKET_INPUT_BYTES)),
         num_shards=o.num_shards or max(1, math.ceil(text_bytes / TARGET_SHARD_INPUT_BYTES)),

@@ -17,7 +17,8 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.inspect_dataset import load_metadata, read_examples, segment_parts, special_token_names
+from pipeline.inspect_dataset import (dataset_format, load_metadata, read_examples, segment_parts,
+                                      special_token_names)
 from transforms.core.tokenizer import Tokenizer, read_model_bytes
 
 # Paths into metadata.json: a source's name may hold dots and slashes, so a path is a tuple.
@@ -135,12 +136,12 @@ def _figures(metadata: dict) -> list[tuple[str, str]]:
     return figures
 
 
-def _example_html(tokenizer: Tokenizer, example: dict, number: int) -> str:
+def _example_html(tokenizer: Tokenizer, fmt, example: dict, number: int) -> str:
     text = lambda ids: html.escape(tokenizer.surface(ids).decode("utf-8", errors="replace"))  # noqa: E731
     ids, segments = example["input_ids"], example["segment_ids"]
     rows = [f"<h3>Example {number}: {len(ids) - segments.count(0):,} tokens, {segments.count(0):,} padding</h3>"]
     for seg in sorted(set(segments) - {0}):
-        part = segment_parts([t for t, s in zip(ids, segments) if s == seg], tokenizer.special)
+        part = segment_parts([t for t, s in zip(ids, segments) if s == seg], tokenizer.special, fmt)
         body = "".join(f'<span class="{kind}" title="{kind}">{text(piece)}</span>' for kind, piece in part.pieces)
         end = '<span class="sentinel">&lt;eot&gt;</span>' if part.eot else (
             '<span class="cut">[cut by the context end]</span>' if part.cut else "")
@@ -209,7 +210,8 @@ def write_report(output: str, out: Optional[str], as_json: bool, examples: int, 
         stream.write(json.dumps(numbers_as_json(metadata), indent=2, sort_keys=True) + "\n")
         return 0
     tokenizer = Tokenizer(read_model_bytes(metadata["tokenizer"]["path"]), special_token_names(metadata))
-    shown = [_example_html(tokenizer, ex, i) for i, ex in enumerate(read_examples(output, examples))]
+    fmt = dataset_format(metadata)
+    shown = [_example_html(tokenizer, fmt, ex, i) for i, ex in enumerate(read_examples(output, examples))]
     page = report_html(output, metadata, _figures(metadata), shown)
     path = out or FileSystems.join(output, "report.html")
     with FileSystems.create(path, mime_type="text/html") as f:

@@ -13,6 +13,7 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cli import main
+from pipeline.inspect_dataset import iter_examples
 from pipeline.options import plan_run, resolve_inputs
 from transforms.read import InputChangedError, ReadRangeStep, RecordReader, StorageError
 from transforms.schema import FileRange
@@ -410,8 +411,8 @@ def test_ctrl_c_ends_the_run_with_one_line_and_exit_130(tmp_path, code_model_pat
 
 @pytest.mark.parametrize("flag, piece, message", [
     ("--fim_middle_token", "def", "is an ordinary text piece"),
-    ("--pad_token", "<0x41>", "is a byte piece"),
-    ("--pad_token", "<eot>", "pad and eot are the same piece '<eot>'"),
+    ("--fim_suffix_token", "<0x41>", "is a byte piece"),
+    ("--fim_prefix_token", "<eot>", "fim_prefix and eot are the same piece '<eot>'"),
 ])
 def test_special_tokens_that_would_change_tokenization_are_refused_saying_what_to_use(
         tmp_path, code_model_path, capsys, flag, piece, message):
@@ -421,12 +422,25 @@ def test_special_tokens_that_would_change_tokenization_are_refused_saying_what_t
     assert message in err and "e.g. '<s>'" in err and len(err.splitlines()) == 1, err
 
 
-def test_unk_may_pad(tmp_path, code_model_path, code_tokenizer):
-    out = tmp_path / "out"
-    assert main(["run", "--input", str(_tiny_corpus(tmp_path)), "--output", str(out), "--tokenizer", code_model_path,
-                 "--pad_token", "<unk>", "--context_length", "64"]) == 0
+@pytest.mark.parametrize("pad", ["<unk>", "<eot>", "<0x41>", "def"])
+def test_any_piece_may_pad_since_segment_ids_mark_padding(tmp_path, code_model_path, code_tokenizer, pad):
+    """Models without a pad piece (Llama, Mistral) pad with EOS or any piece; text that contains the
+    piece still encodes to it, and padding is exactly the positions with segment_ids == 0."""
+    out, plain = tmp_path / "out", tmp_path / "plain"
+    for path, extra in ((out, ["--pad_token", pad]), (plain, [])):
+        assert main(["run", "--input", str(_tiny_corpus(tmp_path)), "--output", str(path), "--tokenizer",
+                     code_model_path, "--context_length", "64", *extra]) == 0
     metadata = json.loads((out / "metadata.json").read_text())
-    assert metadata["special_tokens"]["pad"] == code_tokenizer.document_encoder.unk_id()
+    pad_id = code_tokenizer.document_encoder.piece_to_id(pad)
+    assert metadata["special_tokens"]["pad"] == pad_id and metadata["special_pieces"]["pad"] == pad
+    examples, plain_examples = (list(iter_examples(str(p))) for p in (out, plain))
+    assert len(examples) == len(plain_examples) and any(0 in e["segment_ids"] for e in examples)
+    for e, p in zip(examples, plain_examples):
+        assert e["segment_ids"] == p["segment_ids"] and e["positions"] == p["positions"]
+        padding = [i for i, s in enumerate(e["segment_ids"]) if s == 0]
+        assert [e["input_ids"][i] for i in padding] == [pad_id] * len(padding)
+        assert [t for t, s in zip(e["input_ids"], e["segment_ids"]) if s] == \
+            [t for t, s in zip(p["input_ids"], p["segment_ids"]) if s]
 
 
 def test_file_names_that_are_not_utf8_are_read_and_named_in_dead_letters(tmp_path, code_model_path):

@@ -179,3 +179,4 @@ class FimConfig:
     max_middle_tokens: int = 0
     min_fragment_tokens: int = 0
     level: str = "context"
+    format: str = "paper"

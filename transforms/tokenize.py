@@ -16,6 +16,7 @@ pieces, bounding the memory one call needs.
 from __future__ import annotations
 
 import apache_beam as beam
+import numpy as np
 
 from transforms.core.hashing import content_hash
 from transforms.core.tokenizer import TokenizerHandle
@@ -41,6 +42,8 @@ class TokenizeBatchStep:
     def setup(self):
         self._tokenizer = self._tokenizer_handle.acquire()
         self._dtype = token_dtype(self._tokenizer.vocab_size)
+        bos = self._tokenizer.special.bos
+        self._bos = None if bos is None else np.array([bos], dtype=self._dtype)
         self._pool = TokenizerPool(self._tokenizer, self._num_processes)
 
     def teardown(self):
@@ -58,6 +61,8 @@ class TokenizeBatchStep:
             else:
                 ids = tokenizer.encode_long_document(doc.text, self._max_encode_chars, TOKEN_DTYPE)
             ids = ids.astype(self._dtype, copy=False)
+            if self._bos is not None:
+                ids = np.concatenate([self._bos, ids])
             stats["documents"] += 1
             stats["document_tokens"] += len(ids)
             stats["text_chars_tokenized"] += len(doc.text)

@@ -28,6 +28,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from transforms.core.fim_format import fim_format
 from transforms.core.fragments import cut_candidates, encode_parts, fragment_parts, split_parts, unit_length
 from transforms.core.hashing import seeded_rng
 from transforms.core.tokenizer import Tokenizer
@@ -105,13 +106,25 @@ def fim_form(ids: np.ndarray, draws: _Draws, config: FimConfig, tokenizer: Token
         prefix, middle, suffix = ids[:i], ids[i:j], ids[j:]
     middle, suffix = _cap_middle(middle, suffix, config.max_middle_tokens, tokenizer)
     sp = tokenizer.special
-    if draws.spm:
-        pieces = [[sp.fim_prefix, sp.fim_suffix], suffix, [sp.fim_middle], prefix, middle]
-    else:
-        pieces = [[sp.fim_prefix], prefix, [sp.fim_suffix], suffix, [sp.fim_middle], middle]
-    tokens = np.concatenate(pieces, dtype=np.int64)
+    parts = {"P": prefix, "S": suffix, "M": middle}
+    layout = fim_format(config.format).orders[form_mode(draws, config)]
+    tokens = np.concatenate([parts[item] if item in parts else [getattr(sp, item)] for item in layout],
+                            dtype=np.int64)
     return FimForm(tokens, view.partial_character_edges if view else 0, view.kept_whole_invalid_utf8 if view else 0,
                    moved, len(middle))
+
+
+def form_mode(draws: _Draws, config: FimConfig) -> str:
+    """``psm`` or ``spm``: the order drawn, or the format's only order (Codestral's is suffix-first)."""
+    orders = fim_format(config.format).orders
+    if len(orders) == 1:
+        return next(iter(orders))
+    return "spm" if draws.spm else "psm"
+
+
+def _lead(ids: np.ndarray, special) -> int:
+    """1 if ``ids`` start with BOS (a document's start), else 0: the BOS stays in front of a FIM form."""
+    return int(special.bos is not None and len(ids) > 0 and ids[0] == special.bos)
 
 
 # Re-tokenization can change a shortened fragment's length again; a few
@@ -148,27 +161,34 @@ def _fragments(ids: np.ndarray, eot: int):
         yield ids[start:], False, len(ids)
 
 
-def _count_document_fim(fragment: np.ndarray, with_eot: bool, sp, stats: Stats) -> None:
+def _count_document_fim(fragment: np.ndarray, with_eot: bool, config: FimConfig, sp, stats: Stats) -> None:
     """Counts the tokens of document-level FIM examples, and those that a chunk boundary cut apart.
 
     A cut example is counted once, in the chunk where it starts (its fragment
-    begins with the prefix sentinel and has no ``<eot>`` there), not again in
-    the chunks that hold the rest of it.
+    begins with the layout's first sentinel and has no ``<eot>`` there), not
+    again in the chunks that hold the rest of it.
     """
-    if not np.any((fragment == sp.fim_middle) | (fragment == sp.fim_prefix)):
+    sentinels = [i for i in (sp.fim_prefix, sp.fim_suffix, sp.fim_middle) if i is not None]
+    if not np.isin(fragment, sentinels).any():
         return
     stats["fim_tokens"] += len(fragment) + with_eot
-    if not with_eot and fragment[0] == sp.fim_prefix:
+    lead = _lead(fragment, sp)
+    openers = {getattr(sp, layout[0]) for layout in fim_format(config.format).orders.values()}
+    if not with_eot and len(fragment) > lead and fragment[lead] in openers:
         stats["document_fim_examples_cut"] += 1
 
 
 def _transform_fragment(fragment: np.ndarray, draws: _Draws, room: int, with_eot: bool, config: FimConfig,
                         tokenizer: Tokenizer, stats: Stats) -> tuple[np.ndarray, int]:
     """A drawn fragment's tokens in the example and how many of its ids they cover."""
-    form: Optional[FimForm] = fim_form(fragment, draws, config, tokenizer)
-    covered = len(fragment)
+    lead = _lead(fragment, tokenizer.special)
+    body = fragment[lead:]
+    if not len(body):
+        return fragment, len(fragment)
+    form: Optional[FimForm] = fim_form(body, draws, config, tokenizer)
+    covered = len(body)
     if config.trim == "keep_middle":
-        form, covered = _fit_fim_form(fragment, form, room, draws, config, tokenizer)
+        form, covered = _fit_fim_form(body, form, room - lead, draws, config, tokenizer)
     if form is None:
         stats["fim_fragments_left_plain_no_room"] += 1
         return fragment, len(fragment)
@@ -179,10 +199,11 @@ def _transform_fragment(fragment: np.ndarray, draws: _Draws, room: int, with_eot
     if form.moved_to_token_boundaries:
         stats["fim_cuts_moved_to_token_boundaries"] += 1
     stats["fim_fragments"] += 1
-    stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
-    stats["fim_tokens"] += min(len(form.tokens) + with_eot, room)
+    stats[form_mode(draws, config) + "_fragments"] += 1
+    tokens = np.concatenate([fragment[:lead], form.tokens]) if lead else form.tokens
+    stats["fim_tokens"] += min(len(tokens) + with_eot, room)
     stats[histogram_key(MIDDLE_HISTOGRAM_PREFIX, form.middle_tokens)] += 1
-    return form.tokens, covered
+    return tokens, covered + lead
 
 
 def _segments(ids: np.ndarray, rng, config: FimConfig, tokenizer: Tokenizer, stats: Stats) -> list:
@@ -204,7 +225,7 @@ def _segments(ids: np.ndarray, rng, config: FimConfig, tokenizer: Tokenizer, sta
             stats[histogram_key(FRAGMENT_HISTOGRAM_PREFIX, len(fragment))] += 1
             draws = None
             if config.level == "document":
-                _count_document_fim(fragment, with_eot, sp, stats)
+                _count_document_fim(fragment, with_eot, config, sp, stats)
             else:
                 stats["fim_candidates"] += 1
                 draws = _draw(rng, config)
@@ -269,9 +290,10 @@ def fim_document(doc: TokenizedDocument, seed: int, config: FimConfig,
     """Document-level FIM (before packing), for the paper's ablation; seeded by the content."""
     stats: Stats = Counter({"fim_candidates": 1})
     draws = _draw(seeded_rng("document-fim", seed, doc.content_hash), config)
-    if draws is None or len(doc.ids) < max(config.min_fragment_tokens, 1):
+    lead = _lead(doc.ids, tokenizer.special)
+    if draws is None or len(doc.ids) - lead < max(config.min_fragment_tokens, 1):
         return doc, stats
-    ids = fim_form(doc.ids, draws, config, tokenizer).tokens
+    ids = np.concatenate([doc.ids[:lead], fim_form(doc.ids[lead:], draws, config, tokenizer).tokens])
     stats["fim_fragments"] += 1
-    stats["spm_fragments" if draws.spm else "psm_fragments"] += 1
+    stats[form_mode(draws, config) + "_fragments"] += 1
     return doc._replace(ids=np.asarray(ids, dtype=doc.ids.dtype)), stats

@@ -55,27 +55,41 @@ class TokenizerError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class SpecialTokenNames:
-    """Piece names of the special tokens; ``eot=None`` means the model's EOS piece."""
+    """Piece names of the special tokens (``transforms.core.fim_format`` sets them per preset).
+
+    ``eot=None``: the model's EOS piece; ``pad=None``: the ``eot`` piece;
+    ``fim_middle=None``: a layout without a middle sentinel (Codestral's);
+    ``fim_end``, ``bos``, ``repo_name``, ``file_sep``: ``None`` when the run
+    does not use them.
+    """
 
     fim_prefix: str = "<fim_prefix>"
-    fim_middle: str = "<fim_middle>"
+    fim_middle: Optional[str] = "<fim_middle>"
     fim_suffix: str = "<fim_suffix>"
-    pad: str = "<fim_pad>"
+    pad: Optional[str] = "<fim_pad>"
     eot: Optional[str] = None
+    fim_end: Optional[str] = None
+    bos: Optional[str] = None
+    repo_name: Optional[str] = None
+    file_sep: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
 class SpecialTokens:
-    """Ids of the special tokens in one model."""
+    """Ids of the special tokens in one model; ``None``: a role this run does not use."""
 
     pad: int
     eot: int
     fim_prefix: int
-    fim_middle: int
     fim_suffix: int
+    fim_middle: Optional[int] = None
+    fim_end: Optional[int] = None
+    bos: Optional[int] = None
+    repo_name: Optional[int] = None
+    file_sep: Optional[int] = None
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {role: i for role, i in dataclasses.asdict(self).items() if i is not None}
 
 
 PACKAGE_SCHEME = "package://"
@@ -101,6 +115,14 @@ def read_model_bytes(path: str) -> bytes:
         return f.read()
 
 
+def model_bos_piece(model_bytes: bytes) -> str:
+    """The model's BOS piece, for ``--bos``; a ``TokenizerError`` if it has none."""
+    spec = model_pb2.ModelProto.FromString(model_bytes).trainer_spec
+    if spec.bos_id < 0:
+        raise TokenizerError("--bos: the model has no BOS piece (trained with bos_id=-1); name one with --bos_token")
+    return spec.bos_piece
+
+
 def _check_complete_model(proto) -> None:
     """Refuses a model file cut short: protobuf parses a prefix of one as a model with defaults.
 
@@ -119,28 +141,25 @@ def _check_complete_model(proto) -> None:
 
 def _resolve_special_tokens(proto, names: SpecialTokenNames) -> SpecialTokens:
     ids = {p.piece: i for i, p in enumerate(proto.pieces)}
-    eot_name = names.eot
-    if eot_name is None:
-        eot_name = proto.trainer_spec.eos_piece if proto.trainer_spec.eos_id >= 0 else None
-    wanted = {
-        "pad": names.pad,
-        "eot": eot_name,
-        "fim_prefix": names.fim_prefix,
-        "fim_middle": names.fim_middle,
-        "fim_suffix": names.fim_suffix,
-    }
+    wanted = {role: name for role, name in dataclasses.asdict(names).items() if name is not None}
+    if names.eot is None:
+        wanted["eot"] = proto.trainer_spec.eos_piece if proto.trainer_spec.eos_id >= 0 else None
+    if names.pad is None:
+        wanted["pad"] = wanted["eot"]
     missing = [f"{role}={name!r}" if name else f"{role} (the model has no EOS piece)"
                for role, name in wanted.items() if name not in ids]
     if missing:
         raise TokenizerError(
             "tokenizer lacks special tokens: " + ", ".join(missing) +
             ". Train one with `fimflow train-tokenizer` (it adds them as control symbols), "
-            "add them to your model as control symbols, or name existing pieces with "
-            "--fim_prefix_token/--fim_middle_token/--fim_suffix_token/--pad_token/--eot_token.")
+            "add them to your model as control symbols, pick the --fim_format of your model's family, "
+            "or name existing pieces with --fim_prefix_token/--fim_middle_token/--fim_suffix_token/"
+            "--pad_token/--eot_token.")
     values = {role: ids[name] for role, name in wanted.items()}
     for role, name in wanted.items():
         kind = proto.pieces[ids[name]].type
-        if kind in (_NORMAL, _BYTE):
+        # Padding is marked by segment_ids == 0, so any piece may fill it.
+        if kind in (_NORMAL, _BYTE) and role != "pad":
             what = "an ordinary text piece" if kind == _NORMAL else "a byte piece"
             raise TokenizerError(
                 f"--{ROLE_FLAGS[role]} {name!r} is {what}: as a {role} it would stop text from "
@@ -148,9 +167,10 @@ def _resolve_special_tokens(proto, names: SpecialTokenNames) -> SpecialTokens:
                 f"user-defined or unused piece{_spare_pieces(proto, set(values.values()))}")
     shared = {}
     for role, i in values.items():
-        shared.setdefault(i, []).append(role)
+        if role != "pad":
+            shared.setdefault(i, []).append(role)
     for i, roles in shared.items():
-        if len(roles) > 1:
+        if len(roles) > 1 and set(roles) != _MAY_SHARE:
             raise TokenizerError(
                 f"{' and '.join(roles)} are the same piece {proto.pieces[i].piece!r}; each special token needs "
                 f"its own piece: set {' or '.join('--' + ROLE_FLAGS[r] for r in roles)}"
@@ -158,9 +178,12 @@ def _resolve_special_tokens(proto, names: SpecialTokenNames) -> SpecialTokens:
     return SpecialTokens(**values)
 
 
+# CodeGemma's <|file_separator|> both ends a middle and starts the next file.
+_MAY_SHARE = {"fim_end", "file_sep"}
 # The command-line flag that names each special token.
 ROLE_FLAGS = {"pad": "pad_token", "eot": "eot_token", "fim_prefix": "fim_prefix_token",
-              "fim_middle": "fim_middle_token", "fim_suffix": "fim_suffix_token"}
+              "fim_middle": "fim_middle_token", "fim_suffix": "fim_suffix_token", "fim_end": "fim_end_token",
+              "bos": "bos_token", "repo_name": "repo_name_token", "file_sep": "file_sep_token"}
 
 
 def _spare_pieces(proto, taken: set) -> str:
@@ -239,7 +262,9 @@ class Tokenizer:
         proto = model_pb2.ModelProto.FromString(model_bytes)
         _check_complete_model(proto)
         self.special = _resolve_special_tokens(proto, names)
-        special_ids = set(self.special.as_dict().values())
+        self.special_pieces = {role: proto.pieces[i].piece for role, i in self.special.as_dict().items()}
+        # A pad that is a text piece stays one: it only fills positions segment_ids marks as padding.
+        special_ids = {i for i in self.special.as_dict().values() if proto.pieces[i].type not in (_NORMAL, _BYTE)}
         self.special_texts = tuple(sorted({proto.pieces[i].piece for i in special_ids}))
         for i in special_ids:
             # <unk> stays what it is (SentencePiece needs one); it already stands for no text.

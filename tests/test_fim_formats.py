@@ -1,0 +1,248 @@
+"""Each FIM preset agrees id for id with its family's reference, and keeps fimflow's guarantees.
+
+References: ``transformers``' ``CodeLlamaTokenizer`` (Code Llama), ``mistral-common``'s
+``encode_fim`` with the Mistral v3 model it ships (Codestral), and for the paper and CodeGemma,
+whose references need model weights or downloads, the published format: the paper's
+``<PRE> Enc(prefix) <SUF> Enc(suffix) <MID> Enc(middle)`` (SPM: ``<PRE> <SUF> Enc(suffix) <MID>
+Enc(prefix) Enc(middle)``) and the CodeGemma prompt string, encoded by SentencePiece with the
+sentinels as user-defined symbols. fimflow's side is the real chunk path (``fim_chunk``): a
+document tokenized by the document encoder, BOS in front, cut where the test says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+import transforms.core.fim as fim_module
+from tests.conftest import stdlib_sources
+from tests.fim_checks import check_lossless
+from transforms.core.fim import fim_chunk
+from transforms.core.fim_format import FORMATS, special_token_names
+from transforms.core.tokenizer import Tokenizer, model_bos_piece
+from transforms.schema import Chunk, FimConfig
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+# Text a reference tokenizer treats as text: no '<'/'>' (transformers splits special-token strings out of
+# text) and no '▁' (CodeLlamaTokenizer rewrites it to a space).
+part_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="<>\u2581"), max_size=40)
+CODE = [line for doc in stdlib_sources(200_000, seed=3) for line in doc.splitlines(keepends=True)
+        if "<" not in line and ">" not in line][:400]
+
+
+@st.composite
+def document_parts(draw, nonempty_prefix: bool, nonempty_suffix: bool) -> tuple[str, str, str]:
+    """(prefix, middle, suffix): arbitrary text or real code cut at arbitrary characters."""
+    if draw(st.booleans()):
+        start = draw(st.integers(0, len(CODE) - 8))
+        text = "".join(CODE[start:start + draw(st.integers(1, 8))])
+        i, j = sorted(draw(st.integers(0, len(text))) for _ in range(2))
+        parts = text[:i], text[i:j], text[j:]
+    else:
+        parts = draw(part_text), draw(part_text), draw(part_text)
+    if (nonempty_prefix and not parts[0]) or (nonempty_suffix and not parts[2]):
+        parts = (parts[0] or "x", parts[1], parts[2] or "\n")
+    # fimflow transforms no empty document (nor reads one).
+    return parts if any(parts) else ("", "x", "")
+
+
+def fimflow_example(tokenizer: Tokenizer, fmt_name: str, prefix: str, middle: str, suffix: str,
+                    spm_order: bool) -> list[int]:
+    """The segment ``fim_chunk`` makes of the document prefix+middle+suffix cut at its two boundaries."""
+    document = prefix + middle + suffix
+    ids = tokenizer.encode_documents([document])[0]
+    sp = tokenizer.special
+    chunk = ([sp.bos] if sp.bos is not None else []) + ids + [sp.eot]
+    # The document encoder's dummy prefix is a character of the fragment, in front of the prefix.
+    chars = len(tokenizer.surface(ids).decode("utf-8"))
+    offset = chars - len(document)
+    cuts = offset + len(prefix), offset + len(prefix) + len(middle)
+    draws = fim_module._Draws(*((c + 0.5) / (chars + 1) for c in cuts), spm_order)
+    config = FimConfig(context_length=len(chunk) * 3 + 8, rate=1.0, format=fmt_name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fim_module, "_draw", lambda rng, config: draws)
+        example, stats = fim_chunk(Chunk(0, 0, np.array(chunk)), 0, config, tokenizer)
+    assert stats["fim_fragments"] == 1
+    return example.input_ids[example.segment_ids == 1].tolist()
+
+
+def with_pieces(model: bytes, pieces: list[str]) -> bytes:
+    """``model`` with user-defined ``pieces`` added, the way Code Llama extended Llama 2's model."""
+    proto = model_pb2.ModelProto.FromString(model)
+    for piece in pieces:
+        proto.pieces.add(piece=piece, score=0.0, type=model_pb2.ModelProto.SentencePiece.USER_DEFINED)
+    return proto.SerializeToString()
+
+
+def preset_tokenizer(model: bytes, fmt_name: str) -> Tokenizer:
+    fmt = FORMATS[fmt_name]
+    names = special_token_names(fmt, {}, model_bos_piece(model) if fmt.bos else None)
+    return Tokenizer(model, names)
+
+
+# --- Code Llama: transformers' CodeLlamaTokenizer ----------------------------------------------------
+
+CODELLAMA_PIECES = ["\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>", "\u2581<EOT>"]
+
+
+@pytest.fixture(scope="module")
+def codellama(tmp_path_factory, llama_model_bytes):
+    import transformers
+    model = with_pieces(llama_model_bytes, CODELLAMA_PIECES)
+    path = tmp_path_factory.mktemp("codellama") / "tokenizer.model"
+    path.write_bytes(model)
+    with contextlib.redirect_stderr(io.StringIO()):
+        reference = transformers.CodeLlamaTokenizer(vocab_file=str(path), legacy=False)
+    return preset_tokenizer(model, "codellama"), reference
+
+
+@SETTINGS
+@given(parts=document_parts(nonempty_prefix=True, nonempty_suffix=True), spm_order=st.booleans())
+def test_codellama_matches_transformers_code_llama_tokenizer(codellama, parts, spm_order):
+    """``<s> ▁<PRE> P ▁<SUF> S ▁<MID> M ▁<EOT> </s>`` (SPM: ``<s> ▁<PRE> ▁<SUF> S ▁<MID> P M ▁<EOT> </s>``),
+    the prompt from ``CodeLlamaTokenizer`` and the middle as it encodes infilled text."""
+    tokenizer, reference = codellama
+    prefix, middle, suffix = parts
+    prompt = reference(prefix, suffix=suffix, suffix_first=spm_order, add_special_tokens=True)["input_ids"]
+    expected = (prompt + reference.convert_tokens_to_ids(reference._tokenize(middle))
+                + [reference.eot_id, reference.eos_token_id])
+    assert fimflow_example(tokenizer, "codellama", prefix, middle, suffix, spm_order) == expected
+
+
+# --- Codestral: mistral-common's encode_fim with the Mistral v3 model it ships ----------------------
+
+@pytest.fixture(scope="module")
+def codestral():
+    import mistral_common
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    path = os.path.join(os.path.dirname(mistral_common.__file__), "data",
+                        "mistral_instruct_tokenizer_240323.model.v3")
+    reference = MistralTokenizer.from_file(path)
+    with open(path, "rb") as f:
+        return preset_tokenizer(f.read(), "codestral"), reference
+
+
+@SETTINGS
+@given(parts=document_parts(nonempty_prefix=True, nonempty_suffix=False), spm_order=st.booleans())
+def test_codestral_matches_mistral_common_encode_fim(codestral, parts, spm_order):
+    """``<s> [SUFFIX] S [PREFIX] P M </s>`` whatever the draw says: ``encode_fim``'s prompt, then the
+    middle as ``mistral-common`` encodes infilled text, then EOS."""
+    from mistral_common.protocol.fim.request import FIMRequest
+
+    tokenizer, reference = codestral
+    prefix, middle, suffix = parts
+    instruct = reference.instruct_tokenizer
+    prompt = reference.encode_fim(FIMRequest(prompt=prefix, suffix=suffix)).tokens
+    expected = prompt + instruct._encode_infilling(middle) + [instruct.tokenizer.eos_id]
+    assert fimflow_example(tokenizer, "codestral", prefix, middle, suffix, spm_order) == expected
+
+
+# --- The paper and CodeGemma: the published formats -------------------------------------------------
+
+PUBLISHED_SENTINELS = {
+    "paper": {"fim_prefix": "<fim_prefix>", "fim_suffix": "<fim_suffix>", "fim_middle": "<fim_middle>"},
+    "codegemma": {"fim_prefix": "<|fim_prefix|>", "fim_suffix": "<|fim_suffix|>", "fim_middle": "<|fim_middle|>",
+                  "fim_end": "<|file_separator|>"},
+}
+
+
+@pytest.fixture(scope="module")
+def gemma_model(training_text) -> bytes:
+    """A Gemma-style model: no dummy prefix, byte fallback, <pad> <eos> <bos> <unk> first, the
+    sentinels of both formats as user-defined symbols (so the published text encodes to them)."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([line for t in training_text for line in t.splitlines() if line.strip()]),
+        model_writer=model, minloglevel=2, model_type="bpe", vocab_size=2000, byte_fallback=True,
+        add_dummy_prefix=False, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
+        user_defined_symbols=sorted({p for s in PUBLISHED_SENTINELS.values() for p in s.values()} | {"<fim_pad>"}),
+        character_coverage=0.9995)
+    return ModelBytes(model.getvalue())
+
+
+class ModelBytes(bytes):
+    """A serialized model that hypothesis reports by its size, not its 70 kB of bytes."""
+
+    def __repr__(self) -> str:
+        return f"<model of {len(self)} bytes>"
+
+
+def published_example(sp: spm.SentencePieceProcessor, fmt_name: str, prefix: str, middle: str, suffix: str,
+                      spm_order: bool, bos: bool) -> list[int]:
+    """The published layout with ``Enc`` = SentencePiece's encoding of each part on its own."""
+    s = {role: sp.piece_to_id(piece) for role, piece in PUBLISHED_SENTINELS[fmt_name].items()}
+    enc = sp.encode
+    if spm_order:
+        ids = [s["fim_prefix"], s["fim_suffix"]] + enc(suffix) + [s["fim_middle"]] + enc(prefix) + enc(middle)
+    else:
+        ids = [s["fim_prefix"]] + enc(prefix) + [s["fim_suffix"]] + enc(suffix) + [s["fim_middle"]] + enc(middle)
+    end = [s["fim_end"]] if "fim_end" in s else []
+    return [sp.bos_id()] * bos + ids + end + [sp.eos_id()]
+
+
+@pytest.mark.parametrize("fmt_name", ["paper", "codegemma"])
+@SETTINGS
+@given(parts=document_parts(nonempty_prefix=False, nonempty_suffix=False), spm_order=st.booleans())
+def test_paper_and_codegemma_match_their_published_layouts(gemma_model, fmt_name, parts, spm_order):
+    tokenizer = preset_tokenizer(gemma_model, fmt_name)
+    sp = spm.SentencePieceProcessor(model_proto=gemma_model)
+    prefix, middle, suffix = parts
+    expected = published_example(sp, fmt_name, prefix, middle, suffix, spm_order, FORMATS[fmt_name].bos)
+    assert fimflow_example(tokenizer, fmt_name, prefix, middle, suffix, spm_order) == expected
+    if not spm_order:
+        # The prompt as the published text writes it, encoded whole, is the same ids.
+        s = PUBLISHED_SENTINELS[fmt_name]
+        text = f"{s['fim_prefix']}{prefix}{s['fim_suffix']}{suffix}{s['fim_middle']}{middle}{s.get('fim_end', '')}"
+        assert expected[FORMATS[fmt_name].bos:-1] == sp.encode(text)
+
+
+def test_codegemma_prompt_from_the_published_example(gemma_model):
+    """The CodeGemma docs' own example, cursor after ``import ``, answered with ``sys``."""
+    tokenizer = preset_tokenizer(gemma_model, "codegemma")
+    sp = spm.SentencePieceProcessor(model_proto=gemma_model)
+    prefix, middle, suffix = "import ", "sys", "\nif __name__ == '__main__':\n    sys.exit(0)"
+    text = f"<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>{middle}<|file_separator|>"
+    assert fimflow_example(tokenizer, "codegemma", prefix, middle, suffix, False) == \
+        [sp.bos_id()] + sp.encode(text) + [sp.eos_id()]
+
+
+# --- Every preset keeps the guarantees --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def preset_tokenizers(llama_model_bytes, gemma_model, codestral) -> dict:
+    return {
+        "paper": preset_tokenizer(gemma_model, "paper"),
+        "codellama": preset_tokenizer(with_pieces(llama_model_bytes, CODELLAMA_PIECES), "codellama"),
+        "codestral": codestral[0],
+        "codegemma": preset_tokenizer(gemma_model, "codegemma"),
+    }
+
+
+@pytest.mark.parametrize("fmt_name", list(FORMATS))
+@SETTINGS
+@given(docs=st.lists(part_text.filter(str.strip), min_size=1, max_size=4), data=st.data(),
+       seed=st.integers(0, 2**31), span_unit=st.sampled_from(["char", "line", "token"]))
+def test_every_preset_is_lossless_on_any_chunk(preset_tokenizers, fmt_name, docs, data, seed, span_unit):
+    """P+M+S bytes equal the fragment's, BOS stays first, sentinels only where FIM put them."""
+    tokenizer = preset_tokenizers[fmt_name]
+    sp = tokenizer.special
+    ids = []
+    for doc in tokenizer.encode_documents(docs):
+        ids += ([sp.bos] if sp.bos is not None else []) + doc + [sp.eot]
+    start = data.draw(st.integers(0, len(ids) - 1))
+    chunk = ids[start:data.draw(st.integers(start + 1, len(ids)))]
+    config = FimConfig(context_length=5 * len(chunk) + 8, rate=data.draw(st.sampled_from([0.5, 1.0])),
+                       spm_rate=FORMATS[fmt_name].spm_rate if fmt_name == "codestral" else
+                       data.draw(st.sampled_from([0.0, 0.5, 1.0])),
+                       span_unit=span_unit, format=fmt_name)
+    check_lossless(tokenizer, chunk, config, seed, FORMATS[fmt_name])

@@ -1,0 +1,127 @@
+"""FIM layouts of the model families people train: which sentinels, in which order.
+
+A ``FimFormat`` names the special pieces a family's tokenizer uses and lays
+out a FIM example as a sequence of *sentinel roles* (``fim_prefix``,
+``fim_suffix``, ``fim_middle``, ``fim_end``: fields of ``SpecialTokens``)
+and *parts* (``P``, ``S``, ``M``: prefix, suffix, middle). How each part is
+tokenized is the same for every family and is what their reference code
+does: each part is encoded on its own, without SentencePiece's implicit
+leading space, except that a prefix at a document's start keeps the leading
+space the document encoder gave it (Code Llama's ``encode`` of the prefix and
+``encode_infilling`` of the rest; Mistral's ``encode_fim``).
+
+The presets and where their layouts come from (each is checked id for id
+against the family's reference in ``tests/test_fim_formats.py``):
+
+* ``paper``: Bavarian et al. 2022, PSM and SPM variant 2, StarCoder's
+  sentinel names; the middle ends at the ``<eot>`` that ends the document.
+* ``codellama``: Code Llama (``transformers``' ``CodeLlamaTokenizer``, the
+  reference repository's ``infilling_prompt_tokens``); the middle ends with
+  ``▁<EOT>``; BOS at each document start.
+* ``codestral``: Mistral v3 control tokens in ``mistral-common``'s
+  ``encode_fim`` order ``[SUFFIX] S [PREFIX] P M``: one order, no middle
+  sentinel; BOS at each document start.
+* ``codegemma``: the published prompt ``<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>``
+  with the middle ended by ``<|file_separator|>``, the token that also
+  separates files; BOS at each document start. Only PSM is published, so SPM
+  (the paper's variant 2) is off unless ``--fim_spm_rate`` asks for it.
+
+Repository-level layouts (``--group_by repo``) name two more pieces:
+``repo_name`` before the repository's name and ``file_sep`` before each
+file's ``PATH\\n`` and content.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from transforms.core.tokenizer import SpecialTokenNames
+
+# Roles of special pieces in a layout, and the parts.
+SENTINEL_ROLES = ("fim_prefix", "fim_suffix", "fim_middle", "fim_end")
+PARTS = ("P", "S", "M")
+
+
+@dataclasses.dataclass(frozen=True)
+class FimFormat:
+    """One family's FIM layout and the defaults that go with it.
+
+    ``psm``/``spm``: the order of sentinel roles and parts in each mode;
+    ``spm=None``/``psm=None``: the family has one order only. ``pieces``: the
+    default piece name of each role (``SpecialTokenNames`` fields; ``None``:
+    the model's own EOS/BOS, or no such piece). ``spm_rate``: the default
+    share of SPM among FIM examples. ``bos``: whether each document starts
+    with the model's BOS by default.
+    """
+
+    name: str
+    psm: Optional[tuple]
+    spm: Optional[tuple]
+    pieces: dict
+    spm_rate: float
+    bos: bool
+    families: str
+    source: str
+
+    @property
+    def orders(self) -> dict:
+        return {mode: layout for mode, layout in (("psm", self.psm), ("spm", self.spm)) if layout}
+
+    def layout_text(self, mode: str) -> str:
+        """A mode's layout written out, sentinels by their default piece names."""
+        return " ".join(self.pieces.get(item) or item for item in self.orders[mode])
+
+    def describe(self, pieces: dict) -> dict:
+        """The layout as ``metadata.json`` records it: each mode's order, sentinels by their ``pieces`` names."""
+        return {mode: [pieces[item] if item in SENTINEL_ROLES else item for item in layout]
+                for mode, layout in self.orders.items()}
+
+
+_PSM = ("fim_prefix", "P", "fim_suffix", "S", "fim_middle", "M")
+_SPM = ("fim_prefix", "fim_suffix", "S", "fim_middle", "P", "M")
+
+FORMATS = {f.name: f for f in (
+    FimFormat("paper", _PSM, _SPM,
+              {"fim_prefix": "<fim_prefix>", "fim_middle": "<fim_middle>", "fim_suffix": "<fim_suffix>",
+               "pad": "<fim_pad>"},
+              0.5, False, "StarCoder, SantaCoder and any model trained with the paper's method",
+              "Bavarian et al. 2022, section 3 and appendix D (SPM variant 2)"),
+    FimFormat("codellama", _PSM + ("fim_end",), _SPM + ("fim_end",),
+              {"fim_prefix": "▁<PRE>", "fim_middle": "▁<MID>", "fim_suffix": "▁<SUF>", "fim_end": "▁<EOT>"},
+              0.5, True, "Code Llama (Llama 2 tokenizer with the four infilling pieces)",
+              "transformers CodeLlamaTokenizer; Code Llama paper, section 2.3"),
+    FimFormat("codestral", None, ("fim_suffix", "S", "fim_prefix", "P", "M"),
+              {"fim_prefix": "[PREFIX]", "fim_middle": None, "fim_suffix": "[SUFFIX]"},
+              1.0, True, "Codestral and Mistral models with the v3 tokenizer",
+              "mistral-common InstructTokenizerV3.encode_fim"),
+    FimFormat("codegemma", _PSM + ("fim_end",), _SPM + ("fim_end",),
+              {"fim_prefix": "<|fim_prefix|>", "fim_middle": "<|fim_middle|>", "fim_suffix": "<|fim_suffix|>",
+               "fim_end": "<|file_separator|>", "file_sep": "<|file_separator|>"},
+              0.0, True, "CodeGemma (Gemma tokenizer)",
+              "CodeGemma prompt structure (Gemma docs): prompt and model output"),
+)}
+DEFAULT_FORMAT = "paper"
+# Repository-level pieces where a preset does not name its own (StarCoder2 and Qwen2.5-Coder style).
+REPO_PIECES = {"repo_name": "<repo_name>", "file_sep": "<file_sep>"}
+
+
+def fim_format(name: str) -> FimFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown FIM format {name!r}; one of {', '.join(FORMATS)}") from None
+
+
+def special_token_names(fmt: FimFormat, overrides: dict, bos: Optional[str], repository: bool = False) -> SpecialTokenNames:
+    """The pieces of a run's special tokens: ``overrides`` (role -> piece, ``None`` for not given) over the
+    format's. ``bos``: the BOS piece, or ``None`` for no BOS; ``repository``: repository-level packing."""
+    def piece(role: str) -> Optional[str]:
+        given = overrides.get(role)
+        return given if given is not None else fmt.pieces.get(role, REPO_PIECES.get(role) if repository else None)
+
+    uses_end = any("fim_end" in layout for layout in fmt.orders.values())
+    return SpecialTokenNames(
+        fim_prefix=piece("fim_prefix"), fim_middle=piece("fim_middle"), fim_suffix=piece("fim_suffix"),
+        pad=piece("pad"), eot=overrides.get("eot"), fim_end=piece("fim_end") if uses_end else None, bos=bos,
+        repo_name=piece("repo_name") if repository else None, file_sep=piece("file_sep") if repository else None)
