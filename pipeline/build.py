@@ -14,17 +14,33 @@ import apache_beam as beam
 
 from pipeline import __version__
 from pipeline.options import RunPlan
-from transforms.core.fim_format import fim_format
+from transforms.core.fim_format import SENTINEL_ROLES, fim_format
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.fim import ApplyDocumentFim, ApplyFim
 from transforms.match import MatchInputs, input_stats
 from transforms.pack import PackChunks
 from transforms.read import ReadDocuments
+from transforms.repository import GroupRepositories
 from transforms.schema import EXAMPLE_FEATURES
 from transforms.shuffle import ShuffleDocuments
 from transforms.stats import MergeStats
 from transforms.tokenize import TokenizeDocuments
 from transforms.write import WriteExamples, WriteMetadata, WriteRejected
+
+
+# Re-encoding a file's prefix, middle and suffix apart can take a few ids more than the file had.
+REENCODING_SLACK = 4
+
+
+def repository_reserve(plan: RunPlan) -> int:
+    """Ids kept free beside each repository part: the sentinels FIM adds to one file, and slack."""
+    return REENCODING_SLACK + max(sum(item in SENTINEL_ROLES for item in layout)
+                                  for layout in fim_format(plan.fim.format).orders.values())
+
+
+def repository_budget(plan: RunPlan) -> int:
+    """Ids per repository part: a context less its ``<eot>`` and the reserve."""
+    return plan.fim.context_length - 1 - repository_reserve(plan)
 
 
 def static_metadata(plan: RunPlan) -> dict:
@@ -44,6 +60,11 @@ def static_metadata(plan: RunPlan) -> dict:
                 "span_unit": fim.span_unit, "trim": fim.trim,
                 "max_middle_tokens": fim.max_middle_tokens,
                 "min_fragment_tokens": fim.min_fragment_tokens},
+        "repository": None if plan.repository is None else {
+            "fields": dict(zip(("repo", "path"), plan.repository)), "order": "path",
+            "part_tokens": repository_budget(plan),
+            "layout": ["bos"] * (plan.tokenizer.special.bos is not None) + [
+                "repo_name", "NAME", "file_sep", "PATH\\n", "CODE", "file_sep", "..."]},
         "seed": plan.seed,
         "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256},
         "num_buckets": plan.num_buckets,
@@ -76,17 +97,22 @@ class FimflowPipeline(beam.PTransform):
                                     sha256=plan.tokenizer.sha256)
         matched = pbegin | "Match" >> MatchInputs(plan.selection)
         read = matched["files"] | "Read" >> ReadDocuments(plan.text_field, plan.id_field, plan.max_file_bytes,
-                                                          plan.split_bytes, plan.language_field)
+                                                          plan.split_bytes, plan.language_field, plan.repository)
         tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
             tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
         stats = [matched["stats"], read["stats"], tokenized["stats"]]
         documents = tokenized["documents"]
+        if plan.repository is not None:
+            repositories = documents | "Repositories" >> GroupRepositories(tokenizer, repository_budget(plan))
+            documents = repositories["documents"]
+            stats.append(repositories["stats"])
         if plan.fim.level == "document":
             document_fim = documents | "DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)
             documents = document_fim["documents"]
             stats.append(document_fim["stats"])
         buckets = documents | "Shuffle" >> ShuffleDocuments(plan.seed, plan.num_buckets)
-        packed = buckets | "Pack" >> PackChunks(plan.fim.context_length, plan.tokenizer.special.eot)
+        reserve = repository_reserve(plan) if plan.repository is not None else 0
+        packed = buckets | "Pack" >> PackChunks(plan.fim.context_length, plan.tokenizer.special.eot, reserve)
         fim = packed["chunks"] | "Fim" >> ApplyFim(tokenizer, plan.seed, plan.fim)
         stats += [packed["stats"], fim["stats"]]
         shards = fim["examples"] | "WriteExamples" >> WriteExamples(plan.output, plan.num_shards, plan.seed)

@@ -27,8 +27,8 @@ from transforms.core.tokenizer import (ROLE_FLAGS, SpecialTokenNames, Tokenizer,
                                        read_model_bytes)
 from transforms.match import is_local_directory, match_pattern
 from transforms.read import COMPRESSION_SUFFIXES, DEFAULT_SPLIT_BYTES, PARQUET_SUFFIXES
-from transforms.schema import (FIM_LEVELS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig, InputFile,
-                               InputSelection)
+from transforms.schema import (FIM_LEVELS, GROUPINGS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig,
+                               InputFile, InputSelection)
 
 # Three sentinels and <eot> must fit with room for text.
 MIN_CONTEXT_LENGTH = 8
@@ -143,6 +143,17 @@ class FimflowOptions(PipelineOptions):
             help="Piece filling the tail of the last example of each bucket: any piece, since padding is "
                  "marked by segment_ids == 0 (default: <fim_pad> for the paper format, else the eot piece).")
         add("--eot_token", default=None, help="Piece ending each document (default: the model's EOS).")
+        add("--group_by", choices=GROUPINGS, default="none",
+            help="repo: repository-level packing. The files of a repository stay together, in path order, "
+                 "as <repo_name>NAME<file_sep>PATH\\nCODE<file_sep>...; FIM cuts inside one file's content. "
+                 "Repositories are named by --repo_field/--path_field in JSONL and Parquet, by the first "
+                 "folder under the --input folder for source trees.")
+        add("--repo_field", default="repo_name", help="JSONL field / Parquet column naming the repository.")
+        add("--path_field", default="path", help="JSONL field / Parquet column holding the file's path.")
+        add("--repo_name_token", default=None,
+            help="Piece before a repository's name (default: the format's, else <repo_name>).")
+        add("--file_sep_token", default=None,
+            help="Piece before each file of a repository (default: the format's, else <file_sep>).")
         add("--memory_check", nargs="?", const=True, default=True, type=_parse_bool,
             help="Refuse a local run whose corpus would need more memory than this machine has available "
                  "(about 16 bytes per byte of text on the local runner): it would swap or be killed hours in. "
@@ -180,6 +191,8 @@ class RunPlan:
     text_field: str
     id_field: Optional[str]
     language_field: Optional[str]
+    # With --group_by repo: the (repository, path) fields of JSONL and Parquet records.
+    repository: Optional[tuple]
     max_file_bytes: int
     split_bytes: int
     max_error_fraction: float
@@ -413,8 +426,9 @@ def check_workers_get_fimflow(options: PipelineOptions) -> None:
 def special_token_names(o: FimflowOptions, fmt: FimFormat, model: bytes) -> SpecialTokenNames:
     """The pieces of every special token the run uses: the flags where given, else the format's."""
     bos = o.bos if o.bos is not None else fmt.bos
-    overrides = {role: getattr(o, flag) for role, flag in ROLE_FLAGS.items() if hasattr(o, flag)}
-    return format_token_names(fmt, overrides, (o.bos_token or model_bos_piece(model)) if bos else None)
+    overrides = {role: getattr(o, flag) for role, flag in ROLE_FLAGS.items()}
+    return format_token_names(fmt, overrides, (o.bos_token or model_bos_piece(model)) if bos else None,
+                              repository=o.group_by == "repo")
 
 
 def plan_run(options: PipelineOptions) -> RunPlan:
@@ -434,6 +448,10 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         _check(0.0 <= value <= 1.0, f"--{name}={value} must be between 0 and 1")
     _check(len(fmt.orders) > 1 or spm_rate == fmt.spm_rate,
            f"--fim_spm_rate={spm_rate}: the {fmt.name} format has one order only ({fmt.layout_text('spm')})")
+    if o.group_by == "repo":
+        _check(o.fim_level == "context" and o.fim_trim == "paper",
+               "--group_by repo applies FIM after packing (--fim_level context) and keeps files whole "
+               "(--fim_trim paper): the other settings would cut a repository's later files")
     _check(fmt.pieces.get("fim_middle") or o.fim_middle_token is None,
            f"--fim_middle_token: the {fmt.name} format has no middle sentinel ({fmt.layout_text('spm')})")
     _check(o.read_split_bytes >= 1 << 20, f"--read_split_bytes={o.read_split_bytes} must be at least 1 MiB")
@@ -483,6 +501,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         text_field=o.text_field,
         id_field=o.id_field,
         language_field=o.language_field,
+        repository=(o.repo_field, o.path_field) if o.group_by == "repo" else None,
         max_file_bytes=o.max_file_bytes,
         split_bytes=o.read_split_bytes,
         max_error_fraction=o.max_error_fraction,

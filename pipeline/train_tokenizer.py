@@ -2,8 +2,9 @@
 
 The model is trained by SentencePiece's own trainer with settings that make
 tokenization lossless for source code: byte fallback (no ``<unk>``), identity
-normalization, no dummy prefix, whitespace kept as is, and the FIM sentinels
-and pad as *control* symbols, so no text can ever encode to them.
+normalization, no dummy prefix, whitespace kept as is, and the FIM sentinels,
+pad and the repository-level pieces (``<repo_name>``, ``<file_sep>``) as
+*control* symbols, so no text can ever encode to them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import io
 from typing import Iterable, Iterator
 
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
+from transforms.core.fim_format import REPO_PIECES
 from transforms.core.tokenizer import SpecialTokenNames
 
 # The trainer caps sentence length; source files are fed as line-aligned
@@ -63,4 +66,15 @@ def train_code_tokenizer(documents: Iterable[str], vocab_size: int = 8192,
         minloglevel=2,
         num_threads=2,
     )
-    return model.getvalue()
+    return with_control_pieces(model.getvalue(), list(REPO_PIECES.values()))
+
+
+def with_control_pieces(model: bytes, pieces: list[str]) -> bytes:
+    """``model`` with ``pieces`` appended as control symbols: the ids of every trained piece stay
+    what they were (repository-level packing's pieces came after the first released models)."""
+    proto = model_pb2.ModelProto.FromString(model)
+    present = {p.piece for p in proto.pieces}
+    for piece in pieces:
+        if piece not in present:
+            proto.pieces.add(piece=piece, score=0.0, type=model_pb2.ModelProto.SentencePiece.CONTROL)
+    return proto.SerializeToString()

@@ -28,6 +28,7 @@ Compressed files and Parquet files are read whole, one worker each; a
 from __future__ import annotations
 
 import functools
+import os
 import json
 import logging
 import re
@@ -144,23 +145,27 @@ class RecordReader:
     """Reads one file into ``Document``s and ``Rejected`` records, by its format."""
 
     def __init__(self, text_field: str = "content", id_field: Optional[str] = None,
-                 max_file_bytes: int = 10 << 20, language_field: Optional[str] = None):
+                 max_file_bytes: int = 10 << 20, language_field: Optional[str] = None,
+                 repository: Optional[tuple[str, str]] = None):
         self._text_field = text_field
         self._id_field = id_field
         self._max_file_bytes = max_file_bytes
         self._language_field = language_field
+        # With --group_by repo: the (repository, path) fields of JSONL and Parquet records.
+        self.repository = repository
 
     def read(self, path: str, size: Optional[int] = None, start: int = 0,
-             end: Optional[int] = None) -> Iterator[Document | Rejected]:
+             end: Optional[int] = None, pattern: str = "") -> Iterator[Document | Rejected]:
         """Every record of ``path`` (of a JSONL file: every line that starts in ``[start, end)``);
         a file whose content breaks off (a truncated .gz, a corrupt Parquet footer) ends with one
-        ``unreadable_file`` record; a storage failure raises ``StorageError``."""
+        ``unreadable_file`` record; a storage failure raises ``StorageError``. ``pattern``: the
+        ``--input`` that matched it, whose folders name the repositories of whole files."""
         fmt = file_format(path)
         if (start, end) != (0, None) and not splittable(path):
             raise ValueError(f"{path}: only uncompressed JSONL files are read in byte ranges")
         reader = {"jsonl": functools.partial(self._read_jsonl, start=start, end=end),
                   "parquet": self._read_parquet,
-                  "text": functools.partial(self._read_text_file, size=size)}[fmt]
+                  "text": functools.partial(self._read_text_file, size=size, pattern=pattern)}[fmt]
         stream = _ByteStream(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
         records, position = 0, start
         with stream:
@@ -204,8 +209,13 @@ class RecordReader:
             return Rejected(path, position, "missing_text_field",
                             f"no field {self._text_field!r}", raw_start, doc_id)
         language = record.get(self._language_field) if self._language_field else None
-        return self._document(path, position, record[self._text_field], doc_id, raw_start,
-                              "" if language is None else str(language))
+        document = self._document(path, position, record[self._text_field], doc_id, raw_start,
+                                  "" if language is None else str(language))
+        if self.repository is None or isinstance(document, Rejected):
+            return document
+        repo_field, path_field = self.repository
+        return in_repository(document, record.get(repo_field), record.get(path_field), f"field {repo_field!r}",
+                             f"field {path_field!r}", raw_start)
 
     def _read_jsonl(self, path: str, stream: _ByteStream, start: int = 0,
                     end: Optional[int] = None) -> Iterator[Document | Rejected]:
@@ -252,22 +262,28 @@ class RecordReader:
         if self._text_field not in names:
             yield Rejected(path, 0, "missing_text_field", f"no column {self._text_field!r}", "")
             return
-        id_field = self._id_field if self._id_field in names else None
-        language_field = self._language_field if self._language_field in names else None
-        columns = [self._text_field] + [f for f in (id_field, language_field) if f]
+        wanted = [self._id_field, self._language_field, *(self.repository or ())]
+        present = {f for f in wanted if f in names}
+        columns = [self._text_field] + sorted(present)
         row = 0
         for batch in parquet.iter_batches(columns=columns, batch_size=1024):
             texts = batch.column(self._text_field).to_pylist()
-            ids = batch.column(id_field).to_pylist() if id_field else [None] * len(texts)
-            languages = batch.column(language_field).to_pylist() if language_field else [None] * len(texts)
-            for text, doc_id, language in zip(texts, ids, languages):
+            column = lambda f: batch.column(f).to_pylist() if f in present else [None] * len(texts)  # noqa: E731
+            for text, doc_id, language, *repository in zip(texts, *map(column, wanted[:2]),
+                                                           *map(column, self.repository or ())):
                 doc_id = None if doc_id is None else str(doc_id)
-                yield self._document(path, row, text, doc_id, _raw_start(text if isinstance(text, str) else ""),
-                                     "" if language is None else str(language))
+                raw_start = _raw_start(text if isinstance(text, str) else "")
+                document = self._document(path, row, text, doc_id, raw_start,
+                                          "" if language is None else str(language))
+                if self.repository is not None and isinstance(document, Document):
+                    document = in_repository(document, *repository, *(f"column {c!r}" for c in self.repository),
+                                             raw_start)
+                yield document
                 row += 1
 
 
-    def _read_text_file(self, path: str, stream: _ByteStream, size: Optional[int]) -> Iterator[Document | Rejected]:
+    def _read_text_file(self, path: str, stream: _ByteStream, size: Optional[int],
+                        pattern: str) -> Iterator[Document | Rejected]:
         if size is None:
             size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
         if size > self._max_file_bytes:
@@ -286,7 +302,40 @@ class RecordReader:
             yield Rejected(path, 0, "invalid_utf8", str(e), raw_start)
             return
         del data
-        yield self._document(path, 0, text, None, raw_start, language_of(path))
+        document = self._document(path, 0, text, None, raw_start, language_of(path))
+        if self.repository is not None and isinstance(document, Document):
+            document = in_repository(document, *repository_of_file(pattern, path),
+                                     "a folder under the --input's folder", "the path below it", raw_start)
+        yield document
+
+
+def in_repository(document: Document, repo, path, repo_label: str, path_label: str,
+                  raw_start: str) -> Document | Rejected:
+    """``document`` as a file of repository ``repo`` at ``path``, or the dead letter saying why not;
+    the labels say where each came from."""
+    if not isinstance(repo, str) or not repo.strip():
+        return Rejected(document.source, document.position, "no_repository",
+                        f"no repository name in {repo_label}", raw_start, document.id)
+    if not isinstance(path, str) or not path.strip() or "\n" in path:
+        return Rejected(document.source, document.position, "invalid_path",
+                        f"{path_label} must be one non-empty line", raw_start, document.id)
+    return document._replace(repo=repo, path=path)
+
+
+def pattern_root(pattern: str) -> str:
+    """The folder an ``--input`` pattern starts from: the folder itself, or the folder of its first glob."""
+    glob = next((i for i, c in enumerate(pattern) if c in "*?["), None)
+    if glob is None and (pattern.endswith("/") or os.path.isdir(pattern)):
+        return pattern.rstrip("/") + "/"
+    return pattern[:glob].rsplit("/", 1)[0] + "/"
+
+
+def repository_of_file(pattern: str, source: str) -> tuple[Optional[str], Optional[str]]:
+    """A file's repository and path in a tree of repositories: the first folder under the
+    pattern's root, and the path below it; ``(None, None)`` for a file not in such a folder."""
+    root = pattern_root(pattern)
+    repo, _, path = source[len(root):].partition("/") if source.startswith(root) else ("", "", "")
+    return (repo, path) if path else (None, None)
 
 
 def splittable(path: str) -> bool:
@@ -339,7 +388,7 @@ class ReadRangeStep:
         check_unchanged(file)
         stats["file_ranges_read"] += 1
         size = (file.size if part.end is None else part.end) - part.start
-        for item in self._reader.read(file.path, file.size, part.start, part.end):
+        for item in self._reader.read(file.path, file.size, part.start, part.end, file.pattern):
             stats["records_read"] += 1
             if isinstance(item, Rejected):
                 stats["records_rejected"] += 1
@@ -362,9 +411,9 @@ class ReadDocuments(beam.PTransform):
 
     def __init__(self, text_field: str = "content", id_field: Optional[str] = None,
                  max_file_bytes: int = 10 << 20, split_bytes: int = DEFAULT_SPLIT_BYTES,
-                 language_field: Optional[str] = None):
+                 language_field: Optional[str] = None, repository: Optional[tuple[str, str]] = None):
         super().__init__()
-        self._reader = RecordReader(text_field, id_field, max_file_bytes, language_field)
+        self._reader = RecordReader(text_field, id_field, max_file_bytes, language_field, repository)
         self._split_bytes = split_bytes
 
     def expand(self, files):

@@ -63,6 +63,7 @@ SKIP_REASONS = ("empty_document", "binary_file")
 
 SPAN_UNITS = ("char", "line", "token")
 FIM_LEVELS = ("context", "document")
+GROUPINGS = ("none", "repo")
 TRIM_POLICIES = ("paper", "keep_middle")
 
 
@@ -107,6 +108,8 @@ class Document(NamedTuple):
     each record the same way as a file read whole. ``language``: the record's
     ``--language_field``, else named by the file's extension; ``pattern``: the
     ``--input`` it came from. Both only sort the statistics per source.
+    ``repo``/``path``: with ``--group_by repo``, the repository the document
+    is a file of and its path there.
     """
 
     source: str
@@ -115,6 +118,8 @@ class Document(NamedTuple):
     id: Optional[str] = None
     language: str = ""
     pattern: str = ""
+    repo: Optional[str] = None
+    path: Optional[str] = None
 
 
 class Rejected(NamedTuple):
@@ -135,10 +140,14 @@ class Rejected(NamedTuple):
 
 
 class TokenizedDocument(NamedTuple):
-    """A document's ids (``token_dtype(vocab_size)``, no ``<eot>``) and its identity for the seeded shuffle."""
+    """A document's ids (``token_dtype(vocab_size)``, no ``<eot>``) and its identity for the seeded shuffle;
+    a repository's file (``PATH\n`` + content) keeps its ``repo`` and ``path`` until its repository is put
+    together."""
 
     content_hash: bytes
     ids: np.ndarray
+    repo: Optional[str] = None
+    path: Optional[str] = None
 
 
 class Chunk(NamedTuple):

@@ -53,15 +53,17 @@ class TokenizeBatchStep:
 
     def __call__(self, batch: list[Document], stats: Stats):
         tokenizer = self._tokenizer
-        short = [d.text for d in batch if len(d.text) <= self._max_encode_chars]
+        # A repository's file is tokenized as its path line and content; its repository's parts get the BOS.
+        texts = [d.text if d.repo is None else f"{d.path}\n{d.text}" for d in batch]
+        short = [t for t in texts if len(t) <= self._max_encode_chars]
         encoded_short = iter(self._pool.encode_documents_fast(short, num_threads=self._num_threads))
-        for doc in batch:
-            if len(doc.text) <= self._max_encode_chars:
+        for doc, text in zip(batch, texts):
+            if len(text) <= self._max_encode_chars:
                 ids = next(encoded_short)
             else:
-                ids = tokenizer.encode_long_document(doc.text, self._max_encode_chars, TOKEN_DTYPE)
+                ids = tokenizer.encode_long_document(text, self._max_encode_chars, TOKEN_DTYPE)
             ids = ids.astype(self._dtype, copy=False)
-            if self._bos is not None:
+            if self._bos is not None and doc.repo is None:
                 ids = np.concatenate([self._bos, ids])
             stats["documents"] += 1
             stats["document_tokens"] += len(ids)
@@ -72,7 +74,7 @@ class TokenizeBatchStep:
                 stats[f"{SOURCE_PREFIX}{source}/tokens"] += len(ids)
                 stats[f"{SOURCE_PREFIX}{source}/text_chars"] += len(doc.text)
             stats["special_token_text_in_documents"] += tokenizer.count_special_text(doc.text)
-            yield TokenizedDocument(content_hash(doc.text), ids)
+            yield TokenizedDocument(content_hash(text), ids, doc.repo, doc.path)
 
 
 class TokenizeDocuments(beam.PTransform):

@@ -31,6 +31,7 @@ import numpy as np
 from transforms.core.fim_format import fim_format
 from transforms.core.fragments import cut_candidates, encode_parts, fragment_parts, split_parts, unit_length
 from transforms.core.hashing import seeded_rng
+from transforms.core.repository import file_spans
 from transforms.core.tokenizer import Tokenizer
 from transforms.schema import (FRAGMENT_HISTOGRAM_PREFIX, MIDDLE_HISTOGRAM_PREFIX, Chunk, Example, FimConfig, Stats,
                                TokenizedDocument, histogram_key)
@@ -178,17 +179,44 @@ def _count_document_fim(fragment: np.ndarray, with_eot: bool, config: FimConfig,
         stats["document_fim_examples_cut"] += 1
 
 
-def _transform_fragment(fragment: np.ndarray, draws: _Draws, room: int, with_eot: bool, config: FimConfig,
-                        tokenizer: Tokenizer, stats: Stats) -> tuple[np.ndarray, int]:
-    """A drawn fragment's tokens in the example and how many of its ids they cover."""
-    lead = _lead(fragment, tokenizer.special)
-    body = fragment[lead:]
+def _body(fragment: np.ndarray, file_pick: float, tokenizer: Tokenizer) -> tuple[int, int]:
+    """Where in ``fragment`` FIM may cut: after a document's BOS; in a repository, the content of
+    one file (picked by ``file_pick``) of those whose separator is in the fragment. ``(0, 0)``: nowhere."""
+    sp = tokenizer.special
+    if sp.file_sep is None:
+        return _lead(fragment, sp), len(fragment)
+    spans = [span for span in file_spans(fragment, sp, tokenizer.piece_bytes) if span.content_start < span.end]
+    if not spans:
+        return 0, 0
+    span = spans[min(int(file_pick * len(spans)), len(spans) - 1)]
+    return span.content_start, span.end
+
+
+def _transform_fragment(fragment: np.ndarray, draws: _Draws, file_pick: float, room: int, slack: Optional[int],
+                        with_eot: bool, config: FimConfig, tokenizer: Tokenizer,
+                        stats: Stats) -> tuple[np.ndarray, int]:
+    """A drawn fragment's tokens in the example and how many of its ids they cover.
+
+    ``slack``: how many ids the fragment may grow by (repositories: what the
+    example has to spare, so that no file loses its end to the trim); ``None``: any.
+    """
+    start, end = _body(fragment, file_pick, tokenizer)
+    body = fragment[start:end]
     if not len(body):
         return fragment, len(fragment)
     form: Optional[FimForm] = fim_form(body, draws, config, tokenizer)
     covered = len(body)
     if config.trim == "keep_middle":
-        form, covered = _fit_fim_form(body, form, room - lead, draws, config, tokenizer)
+        # Not with repositories (refused when planning), so nothing follows the body.
+        form, covered = _fit_fim_form(body, form, room - start, draws, config, tokenizer)
+    tail = fragment[end:]
+    if form is not None:
+        form_tokens = form.tokens
+        if len(tail) and len(form_tokens) and form_tokens[-1] == tokenizer.special.fim_end == tail[0]:
+            # CodeGemma ends a middle with the piece that starts the next file: once is enough.
+            form_tokens = form_tokens[:-1]
+        if slack is not None and len(form_tokens) - len(body) > slack:
+            form = None
     if form is None:
         stats["fim_fragments_left_plain_no_room"] += 1
         return fragment, len(fragment)
@@ -200,10 +228,10 @@ def _transform_fragment(fragment: np.ndarray, draws: _Draws, room: int, with_eot
         stats["fim_cuts_moved_to_token_boundaries"] += 1
     stats["fim_fragments"] += 1
     stats[form_mode(draws, config) + "_fragments"] += 1
-    tokens = np.concatenate([fragment[:lead], form.tokens]) if lead else form.tokens
+    tokens = np.concatenate([fragment[:start], form_tokens, tail]) if start or len(tail) else form_tokens
     stats["fim_tokens"] += min(len(tokens) + with_eot, room)
     stats[histogram_key(MIDDLE_HISTOGRAM_PREFIX, form.middle_tokens)] += 1
-    return tokens, covered + lead
+    return tokens, start + covered + len(tail)
 
 
 def _segments(ids: np.ndarray, rng, config: FimConfig, tokenizer: Tokenizer, stats: Stats) -> list:
@@ -213,6 +241,7 @@ def _segments(ids: np.ndarray, rng, config: FimConfig, tokenizer: Tokenizer, sta
     eot = np.array([sp.eot], dtype=np.int64)
     segments: list = []
     length = 0
+    slack = L - len(ids) if sp.file_sep is not None else None
     for fragment, with_eot, next_start in _fragments(ids, sp.eot):
         if length >= L:
             # Earlier FIM forms grew past the context: the rest of the chunk is
@@ -230,8 +259,11 @@ def _segments(ids: np.ndarray, rng, config: FimConfig, tokenizer: Tokenizer, sta
                 stats["fim_candidates"] += 1
                 draws = _draw(rng, config)
             if draws is not None and len(fragment) >= config.min_fragment_tokens:
-                tokens, covered = _transform_fragment(fragment, draws, L - length, with_eot, config,
-                                                      tokenizer, stats)
+                file_pick = rng.random() if sp.file_sep is not None else 0.0
+                tokens, covered = _transform_fragment(fragment, draws, file_pick, L - length, slack, with_eot,
+                                                      config, tokenizer, stats)
+                if slack is not None:
+                    slack -= len(tokens) - len(fragment)
         shortened = covered < len(fragment)
         if with_eot and not shortened:
             tokens = np.concatenate([tokens, eot])

@@ -67,3 +67,44 @@ def _parse_layout(mode: str, layout: tuple, body: list, special, eot: bool, bos:
     if pending:
         parts[pending[-1]] = body[position:]
     return FimSegment(mode, parts["P"], parts["M"], parts["S"], eot, bos)
+
+
+class RepositoryFile(NamedTuple):
+    """One file of a repository segment: ``header`` (``PATH\\n``, and any first bytes of the content
+    that share its last id) and its content read as a FIM segment (``plain`` when FIM left it)."""
+
+    header: list
+    content: FimSegment
+
+
+class RepositorySegment(NamedTuple):
+    """A repository-level segment: ``lead`` (BOS, ``<repo_name>`` and the name, or the end of a
+    file a context boundary cut), then its files in order."""
+
+    lead: list
+    files: list
+    eot: bool
+
+
+def parse_repository_segment(ids: list, special, fim_format: FimFormat = FORMATS["paper"]) -> RepositorySegment:
+    """Splits a repository-level segment into its files, each with its FIM parts in document order."""
+    eot = bool(ids) and ids[-1] == special.eot
+    body = ids[:-1] if eot else ids
+    cuts = [i for i, t in enumerate(body) if t == special.file_sep]
+    spans = [body[a + 1:b] for a, b in zip(cuts, cuts[1:] + [len(body)])]
+    lead = body[:cuts[0]] if cuts else body
+    ends_middle = special.fim_end is not None and special.fim_end == special.file_sep
+    if ends_middle and spans and not spans[-1] and len(spans) > 1:
+        # A middle that ended the segment's last file ended with the separator piece itself.
+        spans = spans[:-1]
+        spans[-1] = spans[-1] + [special.fim_end]
+    sentinels = {special.fim_prefix, special.fim_suffix, special.fim_middle} - {None}
+    files = []
+    for k, span in enumerate(spans):
+        first = next((i for i, t in enumerate(span) if t in sentinels), len(span))
+        content = span[first:]
+        if ends_middle and first < len(span) and k + 1 < len(spans) and content[-1:] != [special.fim_end]:
+            # Its middle ends where the next file starts (the separator was not written twice).
+            content = content + [special.fim_end]
+        files.append(RepositoryFile(span[:first], parse_segment(content, special, fim_format)))
+    return RepositorySegment(lead, files, eot)

@@ -274,6 +274,10 @@ class Tokenizer:
         # Where this model provably never joins pieces across a cut: long
         # documents are cut only there, in the reference mode too.
         self.splits = _independent_splits(proto)
+        if names.file_sep is not None:
+            # Repository-level runs: every text (a repository's name, a file's path and content)
+            # follows a special piece, so none gets the implicit leading space of a text's start.
+            proto.normalizer_spec.add_dummy_prefix = False
         self.document_encoder = spm.SentencePieceProcessor(
             model_proto=proto.SerializeToString())
         self._dummy_prefix = " " if proto.normalizer_spec.add_dummy_prefix else ""
