@@ -46,6 +46,7 @@ def repository_budget(plan: RunPlan) -> int:
 def static_metadata(plan: RunPlan) -> dict:
     """The parts of metadata.json known before the run."""
     fim = plan.fim
+    pieces = plan.tokenizer.special_pieces
     return {
         "format": "fimflow/v1",
         "fimflow_version": __version__,
@@ -63,8 +64,9 @@ def static_metadata(plan: RunPlan) -> dict:
         "repository": None if plan.repository is None else {
             "fields": dict(zip(("repo", "path"), plan.repository)), "order": "path",
             "part_tokens": repository_budget(plan),
-            "layout": ["bos"] * (plan.tokenizer.special.bos is not None) + [
-                "repo_name", "NAME", "file_sep", "PATH\\n", "CODE", "file_sep", "..."]},
+            "layout": [pieces[role] if role in pieces else role for role in (
+                ["bos"] * ("bos" in pieces) + ["repo_name", "NAME", "file_sep", "PATH\\n", "CODE", "file_sep",
+                                              "PATH\\n", "CODE", "...", "eot"])]},
         "seed": plan.seed,
         "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256},
         "num_buckets": plan.num_buckets,

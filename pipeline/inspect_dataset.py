@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.records import read_tfrecords
 from transforms.core.fim_format import DEFAULT_FORMAT, FimFormat, fim_format
-from transforms.core.segments import parse_segment
+from transforms.core.segments import parse_repository_segment, parse_segment
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
 from transforms.schema import METADATA_FILE
 
@@ -105,17 +105,38 @@ def dataset_format(metadata: dict) -> FimFormat:
     return fim_format(metadata.get("fim", {}).get("format", DEFAULT_FORMAT))
 
 
-def segment_parts(ids: list, special, fmt: FimFormat) -> SegmentParts:
-    part = parse_segment(ids, special, fmt)
+def _content_pieces(part) -> tuple[str, list]:
+    """A FIM segment's label and ``(kind, ids)`` pieces in document order."""
     if part.mode == "plain":
-        return SegmentParts("plain", [("plain", part.prefix)], part.eot, False)
+        return "plain", [("plain", part.prefix)]
     if part.mode == "spm":
-        return SegmentParts("SPM: suffix first, then prefix and middle as one run",
-                            [("prefix+middle", part.middle), ("suffix", part.suffix)], part.eot, not part.eot)
+        return ("SPM: suffix first, then prefix and middle as one run",
+                [("prefix+middle", part.middle), ("suffix", part.suffix)])
     label = "PSM" if part.mode == "psm" else "FIM, cut by the context end before its middle"
-    pieces = [(kind, p) for kind, p in (("prefix", part.prefix), ("middle", part.middle), ("suffix", part.suffix))
-              if p or kind == "middle"]
-    return SegmentParts(label, pieces, part.eot, not part.eot)
+    return label, [(kind, p) for kind, p in (("prefix", part.prefix), ("middle", part.middle),
+                                             ("suffix", part.suffix)) if p or kind == "middle"]
+
+
+def segment_parts(ids: list, special, fmt: FimFormat) -> SegmentParts:
+    """A segment as a reader sees it; a repository's segment lists its files, ``separator`` pieces
+    (the id of ``<repo_name>`` or of the file separator) before its name and between them."""
+    if special.file_sep is not None:
+        repo = parse_repository_segment(ids, special, fmt)
+        lead = repo.lead
+        named = lead.index(special.repo_name) + 1 if special.repo_name in lead else 0
+        pieces, fim = [("separator", lead[named - 1:named]), ("plain", lead[named:])] if named else [
+            ("plain", lead)], []
+        for file in repo.files:
+            label, content = _content_pieces(file.content)
+            if file.content.mode != "plain":
+                fim.append(label.split(":")[0])
+            pieces += [("separator", [special.file_sep]), ("plain", file.header), *content]
+        label = (f"repository part, {len(repo.files)} file(s)" + (f", FIM in one ({fim[0]})" if fim else "")
+                 if repo.files else "the rest of a repository's file that the context before cut")
+        return SegmentParts(label, pieces, repo.eot, not repo.eot)
+    part = parse_segment(ids, special, fmt)
+    label, pieces = _content_pieces(part)
+    return SegmentParts(label, pieces, part.eot, part.mode != "plain" and not part.eot)
 
 
 def _text(tokenizer: Tokenizer, ids: list) -> str:
@@ -148,7 +169,6 @@ def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: b
     special = tokenizer.special
     fmt = dataset_format(metadata)
     piece_names = {i: tokenizer.special_pieces[role] for role, i in special.as_dict().items() if role != "pad"}
-    piece_names[special.eot] = "<eot>"
     label = lambda s: _style(s, "label", color)  # noqa: E731
     out.write(label(describe_format(metadata)))
     shown = 0
@@ -175,6 +195,9 @@ def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: b
                 continue
             text = ""
             for kind, piece in part.pieces:
+                if kind == "separator":
+                    text += _style(piece_names[piece[0]], "sentinel", color)
+                    continue
                 shown_text = _text(tokenizer, piece)
                 text += _style("\u27e6" + shown_text + "\u27e7", "middle", color) \
                     if kind in ("middle", "prefix+middle") else shown_text
@@ -204,5 +227,7 @@ def describe_format(metadata: dict) -> str:
     layout = fim.get("layout") or fim_format(DEFAULT_FORMAT).describe(
         dataclasses.asdict(special_token_names(metadata)))
     bos = " (BOS first at each document start)" if metadata.get("bos") else ""
-    return "".join(f"{fim.get('format', DEFAULT_FORMAT)} {mode.upper()}: {' '.join(items)}{bos}\n"
-                   for mode, items in layout.items())
+    spm_rate = fim.get("spm_rate", 0.5) if len(layout) > 1 else 1.0
+    shares = {"psm": 1 - spm_rate, "spm": spm_rate} if len(layout) > 1 else {mode: 1.0 for mode in layout}
+    return "".join(f"{fim.get('format', DEFAULT_FORMAT)} {mode.upper()} ({shares[mode]:.0%} of FIM examples): "
+                   f"{' '.join(items)}{bos}\n" for mode, items in layout.items() if shares[mode] > 0)

@@ -139,10 +139,13 @@ def _figures(metadata: dict) -> list[tuple[str, str]]:
 def _example_html(tokenizer: Tokenizer, fmt, example: dict, number: int) -> str:
     text = lambda ids: html.escape(tokenizer.surface(ids).decode("utf-8", errors="replace"))  # noqa: E731
     ids, segments = example["input_ids"], example["segment_ids"]
+    piece_names = {i: tokenizer.special_pieces[role] for role, i in tokenizer.special.as_dict().items()}
     rows = [f"<h3>Example {number}: {len(ids) - segments.count(0):,} tokens, {segments.count(0):,} padding</h3>"]
     for seg in sorted(set(segments) - {0}):
         part = segment_parts([t for t, s in zip(ids, segments) if s == seg], tokenizer.special, fmt)
-        body = "".join(f'<span class="{kind}" title="{kind}">{text(piece)}</span>' for kind, piece in part.pieces)
+        body = "".join(f'<span class="sentinel">{html.escape(piece_names[piece[0]])}</span>'
+                       if kind == "separator" else f'<span class="{kind}" title="{kind}">{text(piece)}</span>'
+                       for kind, piece in part.pieces)
         end = '<span class="sentinel">&lt;eot&gt;</span>' if part.eot else (
             '<span class="cut">[cut by the context end]</span>' if part.cut else "")
         rows.append(f'<div class="segment"><div class="label">segment {seg}: {part.label}</div>'
