@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 
+import mistral_common
 import numpy as np
 import pytest
 import sentencepiece as spm
@@ -24,9 +26,13 @@ from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
 import transforms.core.fim as fim_module
 from tests.conftest import stdlib_sources
-from tests.fim_checks import check_lossless
+from pipeline.cli import main
+from pipeline.inspect_dataset import iter_examples
+from pipeline.inspect_dataset import special_token_names as dataset_token_names
+from tests.fim_checks import check_lossless, segments
 from transforms.core.fim import fim_chunk
 from transforms.core.fim_format import FORMATS, special_token_names
+from transforms.core.segments import parse_segment
 from transforms.core.tokenizer import Tokenizer, model_bos_piece
 from transforms.schema import Chunk, FimConfig
 
@@ -119,15 +125,16 @@ def test_codellama_matches_transformers_code_llama_tokenizer(codellama, parts, s
 
 # --- Codestral: mistral-common's encode_fim with the Mistral v3 model it ships ----------------------
 
+MISTRAL_V3_MODEL = os.path.join(os.path.dirname(mistral_common.__file__), "data",
+                                "mistral_instruct_tokenizer_240323.model.v3")
+
+
 @pytest.fixture(scope="module")
 def codestral():
-    import mistral_common
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-    path = os.path.join(os.path.dirname(mistral_common.__file__), "data",
-                        "mistral_instruct_tokenizer_240323.model.v3")
-    reference = MistralTokenizer.from_file(path)
-    with open(path, "rb") as f:
+    reference = MistralTokenizer.from_file(MISTRAL_V3_MODEL)
+    with open(MISTRAL_V3_MODEL, "rb") as f:
         return preset_tokenizer(f.read(), "codestral"), reference
 
 
@@ -246,3 +253,58 @@ def test_every_preset_is_lossless_on_any_chunk(preset_tokenizers, fmt_name, docs
                        data.draw(st.sampled_from([0.0, 0.5, 1.0])),
                        span_unit=span_unit, format=fmt_name)
     check_lossless(tokenizer, chunk, config, seed, FORMATS[fmt_name])
+
+
+@pytest.fixture(scope="module")
+def preset_model_paths(tmp_path_factory, code_model_bytes) -> dict:
+    """Model files a user would have: the code model with each family's pieces added, and Mistral v3."""
+    root = tmp_path_factory.mktemp("preset_models")
+    models = {
+        "paper": code_model_bytes,
+        "codellama": with_pieces(code_model_bytes, CODELLAMA_PIECES),
+        "codegemma": with_pieces(code_model_bytes, sorted(set(PUBLISHED_SENTINELS["codegemma"].values()))),
+        "codestral": open(MISTRAL_V3_MODEL, "rb").read(),
+    }
+    paths = {}
+    for name, model in models.items():
+        paths[name] = root / f"{name}.model"
+        paths[name].write_bytes(model)
+    return paths
+
+
+@pytest.mark.parametrize("fmt_name", list(FORMATS))
+def test_every_preset_runs_deterministically_and_says_its_layout(tmp_path, preset_model_paths, jsonl_corpus,
+                                                                 fmt_name, capsys):
+    """The same bytes in one process and on two worker processes; metadata.json and inspect name the
+    layout; every FIM segment parses in the preset's layout."""
+    corpus, _ = jsonl_corpus
+    shards = []
+    for mode, workers in (("in_memory", 1), ("multi_processing", 2)):
+        out = tmp_path / mode
+        assert main(["run", "--input", str(corpus), "--output", str(out), "--tokenizer",
+                     str(preset_model_paths[fmt_name]), "--fim_format", fmt_name, "--fim_rate", "0.9",
+                     "--context_length", "256", "--direct_running_mode", mode,
+                     "--direct_num_workers", str(workers)]) == 0
+        shards.append({p.name: p.read_bytes() for p in sorted(out.glob("train-*"))})
+    assert shards[0] == shards[1] and shards[0]
+    metadata = json.loads((out / "metadata.json").read_text())
+    fmt = FORMATS[fmt_name]
+    assert metadata["fim"]["format"] == fmt_name and set(metadata["fim"]["layout"]) == set(fmt.orders)
+    tokenizer = Tokenizer(preset_model_paths[fmt_name].read_bytes(), dataset_token_names(metadata))
+    assert metadata["bos"] == fmt.bos and (tokenizer.special.bos is not None) == fmt.bos
+    seen = set()
+    for example in iter_examples(str(out)):
+        segs = segments(example["input_ids"], example["segment_ids"])
+        for k, seg in enumerate(segs):
+            mode = parse_segment(seg, tokenizer.special, fmt).mode
+            seen.add(mode)
+            # Only the trim, at the context's end, may cut a FIM example short.
+            assert mode != "truncated" or k == len(segs) - 1
+    spm_rate = metadata["fim"]["spm_rate"]
+    drawn = ({m for m, share in (("psm", 1 - spm_rate), ("spm", spm_rate)) if share > 0}
+             if len(fmt.orders) > 1 else set(fmt.orders))
+    assert seen - {"truncated"} == drawn | {"plain"}
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--n", "1", "--color", "never"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(fmt_name) and " ".join(metadata["fim"]["layout"][next(iter(fmt.orders))]) in first
