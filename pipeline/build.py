@@ -57,6 +57,8 @@ def static_metadata(plan: RunPlan) -> dict:
         "bos": plan.tokenizer.special.bos is not None,
         "features": list(EXAMPLE_FEATURES),
         "fim": {"format": fim.format, "layout": fim_format(fim.format).describe(plan.tokenizer.special_pieces),
+                "part_tokenization": "each of P, S, M encoded on its own, without the implicit leading space; "
+                                     "a prefix at a document's start keeps the document's",
                 "level": fim.level, "rate": fim.rate, "spm_rate": fim.spm_rate,
                 "span_unit": fim.span_unit, "trim": fim.trim,
                 "max_middle_tokens": fim.max_middle_tokens,
