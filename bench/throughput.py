@@ -112,7 +112,8 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
             bucket, keyed = keyed_by_bucket(doc, plan.seed, plan.num_buckets)
             buckets.setdefault(bucket, []).append(keyed)
         pack = PackStep(plan.fim.context_length, plan.tokenizer.special.eot)
-        return [c for b in sorted(buckets) for c in pack((b, sorted_bucket(buckets[b], plan.seed)), stats)]
+        return [c for b in sorted(buckets)
+                for c in pack((b, sorted_bucket(buckets[b], plan.seed, plan.dedup, stats)), stats)]
 
     chunks = timed("shuffle_and_pack", shuffle_and_pack)
     fim = FimStep(fim_chunk, handle, plan.seed, plan.fim)

@@ -7,7 +7,10 @@ the tests (with ``TestPipeline``) and the benchmark all build it this way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+from collections import Counter
 from typing import Optional
 
 import apache_beam as beam
@@ -15,21 +18,34 @@ import apache_beam as beam
 from pipeline import __version__
 from pipeline.options import RunPlan
 from transforms.core.fim_format import SENTINEL_ROLES, fim_format
+from transforms.core.splits import TEST, TRAIN, VALIDATION
 from transforms.core.tokenizer import TokenizerHandle
+from transforms.decontaminate import Decontaminate
+from transforms.eval_sets import EvalProblems
 from transforms.fim import ApplyDocumentFim, ApplyFim
 from transforms.match import MatchInputs, input_stats
 from transforms.pack import PackChunks
 from transforms.read import ReadDocuments
 from transforms.repository import GroupRepositories
-from transforms.schema import EXAMPLE_FEATURES
+from transforms.schema import EXAMPLE_FEATURES, SPLIT_PREFIX, Stats
 from transforms.shuffle import ShuffleDocuments
+from transforms.split import AssignSplits
 from transforms.stats import MergeStats
 from transforms.tokenize import TokenizeDocuments
-from transforms.write import WriteExamples, WriteMetadata, WriteRejected
+from transforms.write import WriteEvalSets, WriteExamples, WriteMetadata, WriteRejected
 
 
 # Re-encoding a file's prefix, middle and suffix apart can take a few ids more than the file had.
 REENCODING_SLACK = 4
+
+
+def heldout_splits(plan: RunPlan) -> list[str]:
+    return [split for split, fraction in ((VALIDATION, plan.validation_fraction), (TEST, plan.test_fraction))
+            if fraction > 0]
+
+
+def prefixed(stats: Stats, prefix: str) -> Stats:
+    return Counter({prefix + key: value for key, value in stats.items()})
 
 
 def repository_reserve(plan: RunPlan) -> int:
@@ -69,6 +85,16 @@ def static_metadata(plan: RunPlan) -> dict:
             "layout": [pieces[role] if role in pieces else role for role in (
                 ["bos"] * ("bos" in pieces) + ["repo_name", "NAME", "file_sep", "PATH\\n", "CODE", "file_sep",
                                               "PATH\\n", "CODE", "...", "eot"])]},
+        "dedup": {"mode": "exact" if plan.dedup else "none",
+                  "unit": "repository part" if plan.repository is not None else "document"},
+        "split_assignment": {
+            "validation_fraction": plan.validation_fraction, "test_fraction": plan.test_fraction,
+            "by": "repository name" if plan.repository is not None else "document content hash",
+            "heldout_fim_rates": {split + suffix: rate for split in heldout_splits(plan)
+                                  for suffix, rate in plan.heldout_rates.items()}},
+        "decontamination": {"ngram_words": plan.contamination_ngram, "files": {
+            path: {"sha256": sha256, "ngrams": plan.contamination_ngrams[path]}
+            for path, sha256 in plan.contamination}} if plan.contamination else None,
         "seed": plan.seed,
         "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256},
         "num_buckets": plan.num_buckets,
@@ -102,26 +128,87 @@ class FimflowPipeline(beam.PTransform):
         matched = pbegin | "Match" >> MatchInputs(plan.selection)
         read = matched["files"] | "Read" >> ReadDocuments(plan.text_field, plan.id_field, plan.max_file_bytes,
                                                           plan.split_bytes, plan.language_field, plan.repository)
-        tokenized = read["documents"] | "Tokenize" >> TokenizeDocuments(
+        stats = [matched["stats"], read["stats"]]
+        rejected = [read["rejected"]]
+        documents = read["documents"]
+        if plan.contamination:
+            clean = documents | "Decontaminate" >> Decontaminate(plan.contamination, plan.contamination_ngram)
+            documents = clean["documents"]
+            rejected.append(clean["rejected"])
+            stats.append(clean["stats"])
+        eval_sets = None
+        if heldout_splits(plan):
+            assigned = documents | "Split" >> AssignSplits(plan.validation_fraction, plan.test_fraction)
+            documents = assigned["documents"]
+            stats.append(assigned["stats"])
+            if plan.eval_examples_per_task:
+                # From the test split where there is one, so validation can steer training unseen by it.
+                source = TEST if plan.test_fraction else VALIDATION
+                eval_sets = (documents
+                             | "EvalDocuments" >> beam.Filter(lambda d, s=source: d.split == s)
+                             | "EvalProblems" >> EvalProblems(plan.eval_examples_per_task, plan.seed, tokenizer,
+                                                              plan.fim)
+                             | "WriteEvalSets" >> WriteEvalSets(plan.output))
+        tokenized = documents | "Tokenize" >> TokenizeDocuments(
             tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
-        stats = [matched["stats"], read["stats"], tokenized["stats"]]
-        documents = tokenized["documents"]
+        stats.append(tokenized["stats"])
+        shards = []
+        for split in [TRAIN, *heldout_splits(plan)]:
+            split_documents = tokenized["documents"]
+            if split != TRAIN:
+                split_documents = split_documents | f"{split.title()}/Select" >> beam.Filter(
+                    lambda d, s=split: d.split == s)
+            elif heldout_splits(plan):
+                split_documents = split_documents | "SelectTrain" >> beam.Filter(lambda d: d.split == TRAIN)
+            written, split_stats = self._build_split(split_documents, split, tokenizer)
+            shards += written
+            stats += split_stats
+        error_shards = tuple(rejected) | "Rejected" >> beam.Flatten() | "WriteRejected" >> WriteRejected(
+            plan.output, plan.num_shards)
+        merged = tuple(stats) | "MergeStats" >> MergeStats()
+        return merged | "WriteMetadata" >> WriteMetadata(
+            plan.output, static_metadata(plan), plan.max_error_fraction, tuple(shards) | "Shards" >> beam.Flatten(),
+            error_shards, dict(input_stats(plan.files)), self._run_id, eval_sets)
+
+    def _build_split(self, documents, split: str, tokenizer: TokenizerHandle) -> tuple[list, list]:
+        """One split's examples from its tokenized documents: repositories, shuffle, pack, FIM and shards
+        (a held-out split's once per held-out FIM rate); its shards and its statistics, those of a
+        held-out split under ``SPLIT_PREFIX`` + its name."""
+        plan = self._plan
+        label = "" if split == TRAIN else f"{split.title()}/"
+        stats = []
         if plan.repository is not None:
-            repositories = documents | "Repositories" >> GroupRepositories(tokenizer, repository_budget(plan))
+            repositories = documents | f"{label}Repositories" >> GroupRepositories(tokenizer,
+                                                                                   repository_budget(plan))
             documents = repositories["documents"]
             stats.append(repositories["stats"])
         if plan.fim.level == "document":
-            document_fim = documents | "DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)
+            document_fim = documents | f"{label}DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)
             documents = document_fim["documents"]
             stats.append(document_fim["stats"])
-        buckets = documents | "Shuffle" >> ShuffleDocuments(plan.seed, plan.num_buckets)
+        shuffled = documents | f"{label}Shuffle" >> ShuffleDocuments(plan.seed, plan.num_buckets, plan.dedup)
         reserve = repository_reserve(plan) if plan.repository is not None else 0
-        packed = buckets | "Pack" >> PackChunks(plan.fim.context_length, plan.tokenizer.special.eot, reserve)
-        fim = packed["chunks"] | "Fim" >> ApplyFim(tokenizer, plan.seed, plan.fim)
-        stats += [packed["stats"], fim["stats"]]
-        shards = fim["examples"] | "WriteExamples" >> WriteExamples(plan.output, plan.num_shards, plan.seed)
-        error_shards = read["rejected"] | "WriteRejected" >> WriteRejected(plan.output, plan.num_shards)
-        merged = tuple(stats) | "MergeStats" >> MergeStats()
-        return merged | "WriteMetadata" >> WriteMetadata(
-            plan.output, static_metadata(plan), plan.max_error_fraction, shards, error_shards,
-            dict(input_stats(plan.files)), self._run_id)
+        packed = shuffled["buckets"] | f"{label}Pack" >> PackChunks(plan.fim.context_length,
+                                                                    plan.tokenizer.special.eot, reserve)
+        stats += [shuffled["stats"], packed["stats"]]
+        if split == TRAIN:
+            copies = {TRAIN: plan.fim}
+        else:
+            fraction = plan.validation_fraction if split == VALIDATION else plan.test_fraction
+            copies = {split + suffix: dataclasses.replace(plan.fim, rate=rate)
+                      for suffix, rate in plan.heldout_rates.items()}
+        shards = []
+        for name, config in copies.items():
+            copy_label = "" if name == TRAIN else f"{name.title()}/"
+            fim = packed["chunks"] | f"{copy_label}Fim" >> ApplyFim(tokenizer, plan.seed, config)
+            stats.append(fim["stats"])
+            num_shards = plan.num_shards if name == TRAIN else max(1, math.ceil(plan.num_shards * fraction))
+            shards.append(fim["examples"] | f"{copy_label}WriteExamples" >> WriteExamples(
+                plan.output, num_shards, plan.seed, name))
+        if split != TRAIN:
+            # Each copy's FIM counts under its own name, the shared shuffle and packing under the split's.
+            stats = [s | f"{label}Stats{i}" >> beam.Map(prefixed, f"{SPLIT_PREFIX}{split}/")
+                     for i, s in enumerate(stats[:-len(copies)])] + [
+                s | f"{name.title()}/Stats" >> beam.Map(prefixed, f"{SPLIT_PREFIX}{name}/")
+                for s, name in zip(stats[-len(copies):], copies)]
+        return shards, stats

@@ -21,13 +21,15 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 
 from pipeline import defaults
 from transforms.beam_workarounds import connect_anonymously_to_emulator
+from transforms.core.contamination import BenchmarkError, BenchmarkIndex, benchmark_texts
 from transforms.core.fim_format import DEFAULT_FORMAT, FORMATS, FimFormat, fim_format
 from transforms.core.fim_format import special_token_names as format_token_names
 from transforms.core.tokenizer import (ROLE_FLAGS, SpecialTokenNames, Tokenizer, TokenizerError, model_bos_piece,
                                        read_model_bytes)
+from transforms.decontaminate import read_benchmark
 from transforms.match import is_local_directory, match_pattern
 from transforms.read import COMPRESSION_SUFFIXES, DEFAULT_SPLIT_BYTES, PARQUET_SUFFIXES
-from transforms.schema import (FIM_LEVELS, GROUPINGS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig,
+from transforms.schema import (DEDUP_MODES, FIM_LEVELS, GROUPINGS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig,
                                InputFile, InputSelection)
 
 # Three sentinels and <eot> must fit with room for text.
@@ -143,6 +145,25 @@ class FimflowOptions(PipelineOptions):
             help="Piece filling the tail of the last example of each bucket: any piece, since padding is "
                  "marked by segment_ids == 0 (default: <fim_pad> for the paper format, else the eot piece).")
         add("--eot_token", default=None, help="Piece ending each document (default: the model's EOS).")
+        add("--validation_fraction", type=float, default=0.0,
+            help="Share of documents (repositories with --group_by repo) held out as validation, chosen by a "
+                 "hash of each one's content (name) that --seed does not change; written as validation-*.")
+        add("--test_fraction", type=float, default=0.0, help="Share held out as test, chosen the same way.")
+        add("--heldout_fim_rate", type=float, default=None,
+            help="FIM rate of the held-out splits. Default: two copies of each, one at --fim_rate "
+                 "(validation-*, for FIM loss) and one without FIM (validation_ar-*, for autoregressive loss).")
+        add("--eval_examples_per_task", type=int, default=100,
+            help="Infilling problems per task (single_line, multi_line, random_span) written to eval/ from "
+                 "held-out documents (test if there is a test split, else validation); 0: none.")
+        add("--decontaminate", action="append", default=None,
+            help="JSONL (every string field) or plain file of benchmark prompts and solutions; repeatable. "
+                 "Documents sharing a --decontaminate_ngram-word sequence with one are dropped as dead "
+                 "letters (reason contaminated) and counted per file.")
+        add("--decontaminate_ngram", type=int, default=10,
+            help="Length, in whitespace-separated words, of the sequences --decontaminate matches.")
+        add("--dedup", choices=DEDUP_MODES, default="exact",
+            help="exact: keep one copy of each set of identical documents (repository parts with --group_by "
+                 "repo), counted in metadata.json; none: keep every copy.")
         add("--group_by", choices=GROUPINGS, default="none",
             help="repo: repository-level packing. The files of a repository stay together, in path order, "
                  "as <repo_name>NAME<file_sep>PATH\\nCODE<file_sep>...; FIM cuts inside one file's content. "
@@ -193,6 +214,16 @@ class RunPlan:
     language_field: Optional[str]
     # With --group_by repo: the (repository, path) fields of JSONL and Parquet records.
     repository: Optional[tuple]
+    dedup: bool
+    # Held-out shares, the held-out copies' FIM rates ({"validation": rate, "validation_ar": 0.0...}).
+    validation_fraction: float
+    test_fraction: float
+    heldout_rates: dict
+    eval_examples_per_task: int
+    # --decontaminate: ((path, sha256), ...), the n-gram length, and each file's n-gram count.
+    contamination: tuple
+    contamination_ngram: int
+    contamination_ngrams: dict
     max_file_bytes: int
     split_bytes: int
     max_error_fraction: float
@@ -431,6 +462,25 @@ def special_token_names(o: FimflowOptions, fmt: FimFormat, model: bytes) -> Spec
                               repository=o.group_by == "repo")
 
 
+def check_benchmarks(paths: list[str], n: int) -> tuple[list, dict]:
+    """``[(path, sha256)]`` of the ``--decontaminate`` files, read and indexed here so that a bad one
+    stops the run before it starts, and each file's count of distinct ``n``-grams."""
+    files, texts = [], []
+    for path in paths:
+        try:
+            data, sha256 = read_benchmark(path)
+            texts.append((path, benchmark_texts(path, data)))
+        except BenchmarkError as e:
+            raise UsageError(f"--decontaminate {e}") from e
+        except Exception as e:
+            raise UsageError(f"--decontaminate {path}: cannot read it ({e})") from e
+        files.append((path, sha256))
+    counts = BenchmarkIndex(texts, n).ngram_counts()
+    for path, count in counts.items():
+        _check(count > 0, f"--decontaminate {path}: no text of {n} words or more, so it can match nothing")
+    return files, counts
+
+
 def plan_run(options: PipelineOptions) -> RunPlan:
     """Validates options and inputs; raises ``UsageError`` with one clear line."""
     connect_anonymously_to_emulator()
@@ -444,8 +494,13 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     fmt = fim_format(o.fim_format)
     spm_rate = fmt.spm_rate if o.fim_spm_rate is None else o.fim_spm_rate
     for name, value in (("fim_rate", o.fim_rate), ("fim_spm_rate", spm_rate),
-                        ("max_error_fraction", o.max_error_fraction)):
+                        ("max_error_fraction", o.max_error_fraction), ("validation_fraction", o.validation_fraction),
+                        ("test_fraction", o.test_fraction),
+                        ("heldout_fim_rate", 0.0 if o.heldout_fim_rate is None else o.heldout_fim_rate)):
         _check(0.0 <= value <= 1.0, f"--{name}={value} must be between 0 and 1")
+    _check(o.validation_fraction + o.test_fraction < 1.0,
+           "--validation_fraction plus --test_fraction must leave documents for training")
+    _check(o.decontaminate_ngram >= 1, "--decontaminate_ngram must be at least 1")
     _check(len(fmt.orders) > 1 or spm_rate == fmt.spm_rate,
            f"--fim_spm_rate={spm_rate}: the {fmt.name} format has one order only ({fmt.layout_text('spm')})")
     if o.group_by == "repo":
@@ -456,7 +511,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
            f"--fim_middle_token: the {fmt.name} format has no middle sentinel ({fmt.layout_text('spm')})")
     _check(o.read_split_bytes >= 1 << 20, f"--read_split_bytes={o.read_split_bytes} must be at least 1 MiB")
     for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens",
-                 "tokenizer_processes", "tokenizer_threads"):
+                 "tokenizer_processes", "tokenizer_threads", "eval_examples_per_task"):
         _check(getattr(o, name) >= 0, f"--{name} must not be negative")
     _check(-(1 << 63) <= o.seed < (1 << 63), f"--seed={o.seed} must fit in 64 bits")
     if o.input:
@@ -481,6 +536,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         raise UsageError(f"--tokenizer {tokenizer_path}: {e}") from e
     except Exception as e:  # SentencePiece refuses non-models with a RuntimeError.
         raise UsageError(f"--tokenizer {tokenizer_path}: not a SentencePiece model ({e})") from e
+    benchmarks, benchmark_ngrams = check_benchmarks(o.decontaminate or [], o.decontaminate_ngram)
     check_output_outside_inputs(output, o.input or [], files)
     text_bytes = _estimated_text_bytes(files)
     if is_direct(options) and o.memory_check:
@@ -502,6 +558,14 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         id_field=o.id_field,
         language_field=o.language_field,
         repository=(o.repo_field, o.path_field) if o.group_by == "repo" else None,
+        dedup=o.dedup == "exact",
+        validation_fraction=o.validation_fraction,
+        test_fraction=o.test_fraction,
+        heldout_rates=({"": o.fim_rate, "_ar": 0.0} if o.heldout_fim_rate is None else {"": o.heldout_fim_rate}),
+        eval_examples_per_task=o.eval_examples_per_task,
+        contamination=tuple(benchmarks),
+        contamination_ngram=o.decontaminate_ngram,
+        contamination_ngrams=benchmark_ngrams,
         max_file_bytes=o.max_file_bytes,
         split_bytes=o.read_split_bytes,
         max_error_fraction=o.max_error_fraction,

@@ -7,7 +7,10 @@ record's order) fails here; a deliberate change of the output updates them
 in the same commit, saying why. History:
 * recorded before the package restructure (32df031), which kept them;
 * identical documents scattered over their bucket instead of side by side
-  (the corpus holds one duplicate, so every shard's order changed).
+  (the corpus holds one duplicate, so every shard's order changed);
+* exact de-duplication became the default (#17): the earlier digests are
+  pinned with ``--dedup none``, and ``dedup_exact`` (one copy fewer) and
+  ``splits`` (every split's shards, eval sets aside) were recorded then.
 """
 
 from __future__ import annotations
@@ -56,14 +59,17 @@ def golden_corpus(root: Path) -> Path:
     return root
 
 
+# --dedup none: the digests recorded before exact de-duplication became the default still hold.
 COMMON = ["--context_length", "128", "--seed", "7", "--num_shards", "2", "--num_buckets", "3",
-          "--max_error_fraction", "0.5"]
+          "--max_error_fraction", "0.5", "--dedup", "none"]
 CONFIGS = {
     "context_char": [],
     "line_keep_middle_capped": ["--fim_span_unit", "line", "--fim_trim", "keep_middle",
                                 "--fim_max_middle_tokens", "20", "--fim_rate", "0.9"],
     "token_min_fragment": ["--fim_span_unit", "token", "--fim_min_fragment_tokens", "5", "--fim_spm_rate", "1"],
     "document_level": ["--fim_level", "document"],
+    "dedup_exact": ["--dedup", "exact"],
+    "splits": ["--dedup", "exact", "--validation_fraction", "0.2", "--test_fraction", "0.1"],
 }
 GOLDEN = {
     "context_char": ("aa7f68a0cf0117f74fc92b96789b2c8714142108bab1f2822d457fc425bffc62",
@@ -74,12 +80,21 @@ GOLDEN = {
                            "b4931b0e52abc8e913e45547cb30b5d7537329f50649d5b082c7f65da83c72f9"),
     "document_level": ("56091a1e493ec03871c2fb499c49ae1a051de1197e1769e24e84b142d7242229",
                        "9e47160610f693ebc4a234f0a0949c938223880421a9d31c608b433159c98de2"),
+    "dedup_exact": ("e6e60087d25344c3540517f37be7934f2da9adb33bcf997b79eb9b73d84d3a14",
+                    "f48a5b99c0432c6281b0efcbe7fe27992604465aa00db106380bae7087bdf317"),
+    # test, test_ar, train x2, validation, validation_ar.
+    "splits": ("35d71a73a63c91083f37cbdb90089e5a429fcc49e82d2b4996f256da2b4e0a7c",
+               "f533c7107d1ebac4c1a5f696be959854d837a5a9d4f2efcec29293b953ff7829",
+               "dbe94b355e661cd86a335f3271f146381eb7d2e2429b329dcfb3bf5e80fda946",
+               "d067c60d2f5f7d262d469e7077122d2b51066c8f22d254d8ed28d1a0034690b9",
+               "593785c8c5d4ca4fd9aa2a28bd58c9d24c0c5f613c5bda7768a2ae2a69347bfc",
+               "45b86d6340dfdedfb3be6433d9f1a723f7cf590218cc89cf9eb3186e104d80bf"),
 }
 
 
 def shard_digests(out: Path) -> tuple:
     # Shards only: the dead letters name their source by absolute path.
-    return tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("train-*.tfrecord")))
+    return tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.tfrecord")))
 
 
 @pytest.fixture(scope="module")

@@ -89,8 +89,7 @@ def test_shuffle_groups_documents_into_seeded_buckets_in_hash_order(reverse):
     docs = _tokenized(200)
     with TestPipeline() as p:
         out = (p | beam.Create(docs[::-1] if reverse else docs)
-               | ShuffleDocuments(7, num_buckets=3)
-               | beam.Map(lambda kv: (kv[0], [d.content_hash for d in kv[1]])))
+               | ShuffleDocuments(7, num_buckets=3))["buckets"] | (beam.Map(lambda kv: (kv[0], [d.content_hash for d in kv[1]])))
         assert_that(out, equal_to(expected_buckets(docs, 7, 3)))
 
 
@@ -170,7 +169,7 @@ def test_identical_documents_are_scattered_over_their_bucket_not_packed_together
         assert order.count(dup.content_hash) == 40 and adjacent < 15, adjacent
 
     with TestPipeline() as p:
-        out = (p | beam.Create(docs) | ShuffleDocuments(7, num_buckets=1)
+        out = ((p | beam.Create(docs) | ShuffleDocuments(7, num_buckets=1, dedup=False))["buckets"]
                | beam.Map(lambda kv: [d.content_hash for d in kv[1]]))
         assert_that(out, scattered)
 

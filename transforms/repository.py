@@ -22,10 +22,10 @@ from transforms.schema import Stats, TokenizedDocument, token_dtype
 from transforms.stats import StepWithStats
 
 
-def part_hash(repo: str, index: int, files: list[TokenizedDocument]) -> bytes:
-    """A part's identity: its repository, its number and its files' contents, in order."""
+def part_hash(files: list[TokenizedDocument]) -> bytes:
+    """A part's identity: its files (paths and contents), in order. Not the repository's name, so
+    that a fork's part identical to its upstream's is an exact duplicate."""
     h = hashlib.blake2b(digest_size=16, person=b"fimflow-repo")
-    h.update(repo.encode("utf-8", "surrogatepass") + b"\0" + index.to_bytes(8, "little"))
     for f in files:
         h.update(f.content_hash)
     return h.digest()
@@ -55,10 +55,13 @@ class RepositoryStep:
                                                                for f in files)
         # Which files each part holds, to name it: parts take files in order.
         start = 0
-        for index, part in enumerate(parts):
+        for part in parts:
             count = int(np.count_nonzero(part == self._tokenizer.special.file_sep))
             stats["repository_parts"] += 1
-            yield TokenizedDocument(part_hash(repo, index, files[start:start + count]), part)
+            held = files[start:start + count]
+            # A repository's files share its split (transforms.split assigns it by the name).
+            yield TokenizedDocument(part_hash(held), part, text_bytes=sum(f.text_bytes for f in held),
+                                    split=held[0].split)
             start += count
 
 

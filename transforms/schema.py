@@ -37,6 +37,15 @@ Stats = Counter
 # The dataset's layout.
 METADATA_FILE = "metadata.json"
 TRAIN_PREFIX = "train"
+# Every split's examples, and the held-out splits' copies without FIM (for autoregressive loss).
+EXAMPLE_PREFIXES = (TRAIN_PREFIX, "validation", "validation_ar", "test", "test_ar")
+# Statistics of one split or held-out copy: SPLIT_PREFIX + its name + "/" + the count's name.
+SPLIT_PREFIX = "split/"
+# Documents dropped per benchmark file: CONTAMINATION_PREFIX + the file + "/documents".
+CONTAMINATION_PREFIX = "decontaminate/"
+# Infilling evaluation sets built from held-out documents: EVAL_DIR/<task>.jsonl.
+EVAL_DIR = "eval"
+EVAL_TASKS = ("single_line", "multi_line", "random_span")
 ERRORS_DIR = "errors"
 REJECTED_PREFIX = "rejected"
 EXAMPLE_FEATURES = ("input_ids", "segment_ids", "positions")
@@ -59,11 +68,12 @@ REJECTED_REASON_PREFIX = "rejected/"
 # Rejected for a reason that says nothing about the corpus being broken (an
 # empty __init__.py, a .pyc beside the sources): written to the dead letters,
 # counted by reason, not counted as errors.
-SKIP_REASONS = ("empty_document", "binary_file")
+SKIP_REASONS = ("empty_document", "binary_file", "contaminated")
 
 SPAN_UNITS = ("char", "line", "token")
 FIM_LEVELS = ("context", "document")
 GROUPINGS = ("none", "repo")
+DEDUP_MODES = ("exact", "none")
 TRIM_POLICIES = ("paper", "keep_middle")
 
 
@@ -120,6 +130,7 @@ class Document(NamedTuple):
     pattern: str = ""
     repo: Optional[str] = None
     path: Optional[str] = None
+    split: str = "train"
 
 
 class Rejected(NamedTuple):
@@ -148,6 +159,9 @@ class TokenizedDocument(NamedTuple):
     ids: np.ndarray
     repo: Optional[str] = None
     path: Optional[str] = None
+    # UTF-8 bytes of the text the ids encode: what removing a duplicate saves.
+    text_bytes: int = 0
+    split: str = "train"
 
 
 class Chunk(NamedTuple):

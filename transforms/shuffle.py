@@ -1,16 +1,22 @@
-"""Seeded global shuffle of tokenized documents.
+"""Seeded global shuffle of tokenized documents, and exact de-duplication where copies meet.
 
-In: ``TokenizedDocument``. Out: ``(bucket, documents)`` with the documents of
-each bucket in their shuffled order.
+In: ``TokenizedDocument``. Out: ``{'buckets': (bucket, documents) with the
+documents of each bucket in their shuffled order, 'stats': ...}``; statistics:
+duplicates_removed, duplicate_text_bytes_removed, duplicate_tokens_removed.
 
 Each document's position in the shuffled corpus is a keyed hash of the seed
-and its content (and, for the second and later copies of identical
-documents, its copy number) (``transforms.core.hashing.shuffle_key``), so the order
+and its content (``transforms.core.hashing.shuffle_key``), so the order
 depends only on the data and the seed, not on the runner, the worker count or
 retries. The hash also assigns the document to one of ``num_buckets``
 buckets; the concatenation of buckets in bucket order is one random
 permutation of the corpus, and each bucket is small enough to sort in one
 worker's memory.
+
+Identical documents share a content hash, so a key, so a bucket: exact
+de-duplication (``dedup=True``) costs no shuffle of its own. A near-duplicate
+stage (MinHash/LSH) would be a transform of its own on the same
+``PCollection[TokenizedDocument]`` before this one, picking one document per
+cluster; nothing here would change.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import Iterable
 import apache_beam as beam
 
 from transforms.core.hashing import shuffle_key
-from transforms.schema import TokenizedDocument
+from transforms.schema import Stats, TokenizedDocument
+from transforms.stats import StepWithStats
 
 
 def keyed_by_bucket(doc, seed, num_buckets):
@@ -33,37 +40,55 @@ def keyed_by_bucket(doc, seed, num_buckets):
     return key % num_buckets, (key, doc)
 
 
-def sorted_bucket(keyed: Iterable[tuple[int, TokenizedDocument]], seed: int) -> list[TokenizedDocument]:
-    """A bucket's documents in shuffled order, identical documents apart.
+def sorted_bucket(keyed: Iterable[tuple[int, TokenizedDocument]], seed: int, dedup: bool = False,
+                  stats: Stats = None) -> list[TokenizedDocument]:
+    """A bucket's documents in shuffled order; with ``dedup`` one of each set of identical ones.
 
-    Identical documents (licence headers, vendored files) share a content
-    hash, so a key, so a bucket; left alone they would sit side by side and
-    be packed into the same contexts. Every copy after the first gets a key
-    of its own, from its content and its copy number, so the copies scatter
-    over the bucket. Copies are identical, so which is which changes no byte.
+    Identical documents (licence headers, vendored files) sit side by side
+    once sorted. With ``dedup`` every copy after the first is dropped (copies
+    are identical, so which survives changes no byte) and counted in
+    ``stats``. Without it, every copy after the first gets a key of its own,
+    from its content and its copy number, so the copies scatter over the
+    bucket instead of being packed into the same contexts.
     """
     ordered = sorted(keyed, key=lambda kd: (kd[0], kd[1].content_hash))
     rekeyed, previous, copy = [], None, 0
     for key, doc in ordered:
         copy = copy + 1 if (key, doc.content_hash) == previous else 0
         previous = (key, doc.content_hash)
+        if copy and dedup:
+            stats["duplicates_removed"] += 1
+            stats["duplicate_text_bytes_removed"] += doc.text_bytes
+            stats["duplicate_tokens_removed"] += len(doc.ids)
+            continue
         if copy:
             key = shuffle_key(seed, doc.content_hash + copy.to_bytes(8, "little"))
         rekeyed.append((key, doc))
     return [doc for _, doc in sorted(rekeyed, key=lambda kd: (kd[0], kd[1].content_hash))]
 
 
-class ShuffleDocuments(beam.PTransform):
-    """``PCollection[TokenizedDocument]`` -> ``PCollection[tuple[int, list[TokenizedDocument]]]``."""
+class SortBucketStep:
+    def __init__(self, seed: int, dedup: bool):
+        self._seed = seed
+        self._dedup = dedup
 
-    def __init__(self, seed: int, num_buckets: int):
+    def __call__(self, bucket_and_keyed, stats: Stats):
+        bucket, keyed = bucket_and_keyed
+        yield bucket, sorted_bucket(keyed, self._seed, self._dedup, stats)
+
+
+class ShuffleDocuments(beam.PTransform):
+    """``PCollection[TokenizedDocument]`` -> ``{'buckets': PCollection[tuple[int, list[TokenizedDocument]]],
+    'stats': PCollection[Stats]}``; ``dedup``: keep one of each set of identical documents."""
+
+    def __init__(self, seed: int, num_buckets: int, dedup: bool = False):
         super().__init__()
         self._seed = seed
         self._num_buckets = num_buckets
+        self._step = SortBucketStep(seed, dedup)
 
     def expand(self, documents):
         return (documents
                 | "KeyByHash" >> beam.Map(keyed_by_bucket, self._seed, self._num_buckets)
                 | "GroupBuckets" >> beam.GroupByKey()
-                | "SortBucket" >> beam.MapTuple(lambda bucket, keyed, seed=self._seed:
-                                                (bucket, sorted_bucket(keyed, seed))))
+                | "SortBucket" >> StepWithStats("shuffle", self._step, "buckets"))

@@ -74,7 +74,9 @@ class TokenizeBatchStep:
                 stats[f"{SOURCE_PREFIX}{source}/tokens"] += len(ids)
                 stats[f"{SOURCE_PREFIX}{source}/text_chars"] += len(doc.text)
             stats["special_token_text_in_documents"] += tokenizer.count_special_text(doc.text)
-            yield TokenizedDocument(content_hash(text), ids, doc.repo, doc.path)
+            yield TokenizedDocument(content_hash(text), ids, doc.repo, doc.path,
+                                    len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass")),
+                                    doc.split)
 
 
 class TokenizeDocuments(beam.PTransform):

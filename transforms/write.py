@@ -32,10 +32,11 @@ from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import rejected_shard_key, shard_key
 from transforms.core.records import example_record, tfrecord_frame
 from transforms.output_lock import check_lock_holder, release_lock
-from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, FRAGMENT_HISTOGRAM_PREFIX, HISTOGRAM_PREFIXES,
-                               INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT, METADATA_FILE, MIDDLE_HISTOGRAM_PREFIX,
-                               REJECTED_PREFIX, REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, TRAIN_PREFIX,
-                               Rejected, ShardInfo)
+from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, EVAL_TASKS, EXAMPLE_PREFIXES,
+                               FRAGMENT_HISTOGRAM_PREFIX, HISTOGRAM_PREFIXES, INPUT_BYTES, INPUT_FILES,
+                               INPUT_FINGERPRINT, METADATA_FILE, MIDDLE_HISTOGRAM_PREFIX, REJECTED_PREFIX,
+                               REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, SPLIT_PREFIX, TRAIN_PREFIX,
+                               CONTAMINATION_PREFIX, Rejected, ShardInfo)
 
 logger = logging.getLogger(__name__)
 TEMPORARY_PREFIX = ".tmp-"
@@ -113,13 +114,15 @@ class WriteSortedShards(beam.PTransform):
 
 
 class WriteExamples(beam.PTransform):
-    """``PCollection[Example]`` -> ``PCollection[ShardInfo]`` of ``OUTPUT/train-*.tfrecord``."""
+    """``PCollection[Example]`` -> ``PCollection[ShardInfo]`` of ``OUTPUT/PREFIX-*.tfrecord``
+    (``train``, or a held-out split's name)."""
 
-    def __init__(self, output_dir: str, num_shards: int, seed: int):
+    def __init__(self, output_dir: str, num_shards: int, seed: int, prefix: str = TRAIN_PREFIX):
         super().__init__()
         self._output_dir = output_dir
         self._num_shards = num_shards
         self._seed = seed
+        self._prefix = prefix
 
     def expand(self, examples):
         seed, num_shards = self._seed, self._num_shards
@@ -131,8 +134,35 @@ class WriteExamples(beam.PTransform):
 
         return (examples
                 | "Serialize" >> beam.Map(keyed_record)
-                | "Write" >> WriteSortedShards(FileSystems.join(self._output_dir, TRAIN_PREFIX),
+                | "Write" >> WriteSortedShards(FileSystems.join(self._output_dir, self._prefix),
                                                num_shards, ".tfrecord", tfrecord_frame))
+
+
+class _WriteEvalSetFn(beam.DoFn):
+    def __init__(self, output_dir: str):
+        self._output_dir = output_dir
+
+    def setup(self):
+        connect_anonymously_to_emulator()
+
+    def process(self, task_and_problems):
+        task, problems = task_and_problems
+        content = b"".join(json.dumps(p, ensure_ascii=False, sort_keys=True).encode() + b"\n" for p in problems)
+        path = FileSystems.join(self._output_dir, EVAL_DIR, f"{task}.jsonl")
+        write_atomically(path, lambda f: f.write(content), mime_type="application/jsonl")
+        yield task, len(problems)
+
+
+class WriteEvalSets(beam.PTransform):
+    """``PCollection[(task, [problem])]`` -> ``PCollection[(task, problems written)]``: each task's
+    problems as ``OUTPUT/eval/<task>.jsonl``, one JSON object per line, in the order given."""
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self._fn = _WriteEvalSetFn(output_dir)
+
+    def expand(self, tasks):
+        return tasks | "Write" >> beam.ParDo(self._fn)
 
 
 class WriteRejected(beam.PTransform):
@@ -177,7 +207,8 @@ def remove_dataset_files(output_dir: str) -> list[str]:
     removed = [metadata] if FileSystems.exists(metadata) else []
     if removed:
         FileSystems.delete(removed)
-    patterns = [FileSystems.join(output_dir, f"{TRAIN_PREFIX}-*-of-*.tfrecord"),
+    patterns = [*(FileSystems.join(output_dir, f"{prefix}-*-of-*.tfrecord") for prefix in EXAMPLE_PREFIXES),
+                *(FileSystems.join(output_dir, EVAL_DIR, f"{task}.jsonl") for task in EVAL_TASKS),
                 FileSystems.join(output_dir, ERRORS_DIR, f"{REJECTED_PREFIX}-*-of-*.jsonl"),
                 FileSystems.join(output_dir, f"{TEMPORARY_PREFIX}*"),
                 FileSystems.join(output_dir, ERRORS_DIR, f"{TEMPORARY_PREFIX}*")]
@@ -279,6 +310,25 @@ def sources(stats: dict) -> dict:
     return {kind: dict(sorted(by.items())) for kind, by in result.items()}
 
 
+def splits(stats: dict, shards: list, relative) -> dict:
+    """Per split and held-out copy (``validation_ar``...): its examples and files, and its own
+    statistics (``SPLIT_PREFIX`` + name + ``/`` + count). Empty for a run without held-out splits."""
+    result: dict = {}
+    for key, value in stats.items():
+        if key.startswith(SPLIT_PREFIX):
+            name, count = key[len(SPLIT_PREFIX):].split("/", 1)
+            if not count.startswith(HISTOGRAM_PREFIXES):
+                result.setdefault(name, {})[count] = value
+    if not result:
+        return {}
+    for shard in sorted(shards, key=lambda s: s.path):
+        name = relative(shard.path).rsplit("-", 3)[0]
+        entry = result.setdefault(name, {})
+        entry["examples"] = entry.get("examples", 0) + shard.records
+        entry.setdefault("files", []).append(relative(shard.path))
+    return dict(sorted(result.items()))
+
+
 def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, error_shards: list) -> dict:
     """``metadata.json``'s content: what was known before the run, and what the run counted and wrote."""
     relative = lambda path: path[len(output_dir):].lstrip("/")  # noqa: E731
@@ -291,8 +341,17 @@ def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, e
                    "records_in_error": stats.get("records_in_error", 0), "by_reason": reasons,
                    "files": [relative(s.path) for s in error_shards]},
         "sources": sources(stats),
+        "dedup": {**static.get("dedup", {}), **{name: stats.get(key, 0) for name, key in (
+            ("removed", "duplicates_removed"), ("text_bytes_saved", "duplicate_text_bytes_removed"),
+            ("tokens_saved", "duplicate_tokens_removed"))}},
+        "splits": splits(stats, shards, relative),
+        "decontamination": static.get("decontamination") and {
+            **static["decontamination"], "files": {
+                path: {**entry, "documents_dropped": stats.get(f"{CONTAMINATION_PREFIX}{path}/documents", 0)}
+                for path, entry in static["decontamination"]["files"].items()}},
         "counts": {k: v for k, v in stats.items()
-                   if not k.startswith((REJECTED_REASON_PREFIX, SOURCE_PREFIX) + HISTOGRAM_PREFIXES)
+                   if not k.startswith((REJECTED_REASON_PREFIX, SOURCE_PREFIX, SPLIT_PREFIX, CONTAMINATION_PREFIX)
+                                       + HISTOGRAM_PREFIXES)
                    and k not in ("records_read", "records_rejected", "records_in_error", INPUT_FINGERPRINT)},
         "measured": summarize(stats),
     })
@@ -311,11 +370,14 @@ class _WriteMetadataFn(beam.DoFn):
     def setup(self):
         connect_anonymously_to_emulator()
 
-    def process(self, _, stats: dict, shards: list, error_shards: list):
+    def process(self, _, stats: dict, shards: list, error_shards: list, eval_sets: list):
         check_inputs_as_planned(self._planned_inputs, stats)
         check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR),
                        self._static.get("input_bytes", 0))
         metadata = dataset_metadata(self._static, stats, self._output_dir, shards, error_shards)
+        if eval_sets:
+            metadata["eval"] = {task: {"path": f"{EVAL_DIR}/{task}.jsonl", "problems": count}
+                                for task, count in sorted(eval_sets)}
         check_lock_holder(self._output_dir, self._run_id)
         path = FileSystems.join(self._output_dir, METADATA_FILE)
         content = json.dumps(metadata, indent=2, sort_keys=True).encode() + b"\n"
@@ -328,7 +390,8 @@ class WriteMetadata(beam.PTransform):
     """Writes ``OUTPUT/metadata.json`` once ``shards`` and ``error_shards`` are complete.
 
     In: the merged statistics (one dict) as the input; ``ShardInfo``s of the
-    dataset and of the dead letters as side inputs. Out: the metadata path.
+    dataset and of the dead letters, and ``(task, problems)`` of the
+    evaluation sets, as side inputs. Out: the metadata path.
     Fails the pipeline instead, writing nothing, when the files read are not
     the ``planned_inputs`` (``transforms.match.input_stats``), a record is
     unaccounted for, too many records were rejected, or (given ``run_id``)
@@ -338,20 +401,25 @@ class WriteMetadata(beam.PTransform):
     """
 
     def __init__(self, output_dir: str, static: dict, max_error_fraction: float, shards, error_shards,
-                 planned_inputs: dict, run_id: Optional[str] = None):
+                 planned_inputs: dict, run_id: Optional[str] = None, eval_sets=None):
         super().__init__()
         self._fn = _WriteMetadataFn(output_dir, static, max_error_fraction, planned_inputs, run_id)
         self._shards = shards
         self._error_shards = error_shards
+        self._eval_sets = eval_sets
         self._output_dir = output_dir
         self._run_id = run_id
 
     def expand(self, stats):
+        eval_sets = self._eval_sets
+        if eval_sets is None:
+            eval_sets = stats.pipeline | "NoEvalSets" >> beam.Create([])
         written = (stats.pipeline
                    | "Trigger" >> beam.Create([None])
                    | "Write" >> beam.ParDo(self._fn, stats=beam.pvalue.AsSingleton(stats),
                                            shards=beam.pvalue.AsList(self._shards),
-                                           error_shards=beam.pvalue.AsList(self._error_shards))
+                                           error_shards=beam.pvalue.AsList(self._error_shards),
+                                           eval_sets=beam.pvalue.AsList(eval_sets))
                    .with_output_types(str))
         if self._run_id is None:
             return written

@@ -23,6 +23,7 @@ a retried bundle produces the same bytes. No Beam here: the stage
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import NamedTuple, Optional
 
@@ -329,3 +330,24 @@ def fim_document(doc: TokenizedDocument, seed: int, config: FimConfig,
     stats["fim_fragments"] += 1
     stats[form_mode(draws, config) + "_fragments"] += 1
     return doc._replace(ids=np.asarray(ids, dtype=doc.ids.dtype)), stats
+
+
+def fim_at(ids: np.ndarray, text: str, start: int, end: int, spm: bool, config: FimConfig,
+           tokenizer: Tokenizer) -> tuple[list, list]:
+    """The FIM form of a whole document (``ids``, ``text``) with ``text[start:end]`` as the middle:
+    ``(prompt, middle)``, the ids before the middle (BOS first with ``--bos``) and the middle's ids.
+
+    The same path as training examples (``fim_form``), with character cuts and no middle cap, so an
+    evaluation prompt is laid out and tokenized exactly as the model saw FIM examples.
+    """
+    config = dataclasses.replace(config, span_unit="char", max_middle_tokens=0)
+    # The document encoder's implicit leading space is a character of the fragment, before the text.
+    chars = len(tokenizer.surface(ids).decode("utf-8", errors="replace"))
+    offset = chars - len(text)
+    draws = _Draws((offset + start + 0.5) / (chars + 1), (offset + end + 0.5) / (chars + 1), spm)
+    form = fim_form(np.asarray(ids), draws, config, tokenizer)
+    tokens = form.tokens.tolist()
+    ended = fim_format(config.format).orders[form_mode(draws, config)][-1] == "fim_end"
+    middle_start = len(tokens) - ended - form.middle_tokens
+    bos = [tokenizer.special.bos] if tokenizer.special.bos is not None else []
+    return bos + tokens[:middle_start], tokens[middle_start:len(tokens) - ended]
