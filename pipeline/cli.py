@@ -270,6 +270,8 @@ def _inspect(argv: list[str]) -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--fim_only", action="store_true", help="Only examples with a FIM segment.")
     which.add_argument("--plain_only", action="store_true", help="Only examples without a FIM segment.")
+    parser.add_argument("--split", default="train",
+                        help="Which examples: train, or a held-out split's (validation, validation_ar, test, test_ar).")
     parser.add_argument("--raw", action="store_true",
                         help="Tokens in the order the model sees them, with the sentinels written out.")
     args = parser.parse_args(argv)
@@ -277,7 +279,8 @@ def _inspect(argv: list[str]) -> int:
 
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     only = "fim" if args.fim_only else "plain" if args.plain_only else None
-    return inspect_dataset(args.output, args.n, args.tokenizer, color, sys.stdout, args.skip, only, args.raw)
+    return inspect_dataset(args.output, args.n, args.tokenizer, color, sys.stdout, args.skip, only, args.raw,
+                           args.split)
 
 
 WORKER_IMAGE_ENV = "FIMFLOW_WORKER_IMAGE"

@@ -21,7 +21,7 @@ from transforms.core.records import read_tfrecords
 from transforms.core.fim_format import DEFAULT_FORMAT, FimFormat, fim_format
 from transforms.core.segments import parse_repository_segment, parse_segment
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
-from transforms.schema import METADATA_FILE
+from transforms.schema import METADATA_FILE, TRAIN_PREFIX
 
 _STYLES = {"middle": "\033[1;30;43m", "label": "\033[1;36m", "sentinel": "\033[35m", "reset": "\033[0m"}
 
@@ -50,19 +50,21 @@ def _import_tensorflow_quietly():
     return tf
 
 
-def read_examples(output: str, limit: Optional[int] = None) -> list[dict]:
-    """Examples of a dataset as ``tf.data`` gives them to a trainer: lists of ids per feature."""
-    return list(iter_examples(output, limit))
+def read_examples(output: str, limit: Optional[int] = None, split: str = TRAIN_PREFIX) -> list[dict]:
+    """Examples of a dataset's ``split`` (``train``, ``validation``, ``validation_ar``...) as ``tf.data``
+    gives them to a trainer: lists of ids per feature."""
+    return list(iter_examples(output, limit, split))
 
 
-def iter_examples(output: str, limit: Optional[int] = None):
+def iter_examples(output: str, limit: Optional[int] = None, split: str = TRAIN_PREFIX):
     """``read_examples``, one at a time."""
     tf = _import_tensorflow_quietly()
 
     with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
         metadata = json.load(f)
     length = metadata["context_length"]
-    files = [FileSystems.join(output, entry["path"]) for entry in metadata["files"]]
+    files = [FileSystems.join(output, entry["path"]) for entry in metadata["files"]
+             if entry["path"].rsplit("-", 3)[0] == split]
     spec = {name: tf.io.FixedLenFeature([length], tf.int64) for name in metadata["features"]}
     if all("://" not in path for path in files):
         records = tf.data.TFRecordDataset(files)
@@ -159,7 +161,7 @@ def _raw_text(tokenizer: Tokenizer, ids: list, names: dict, color: bool) -> str:
 
 
 def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: bool, out: TextIO,
-                    skip: int = 0, only: Optional[str] = None, raw: bool = False) -> int:
+                    skip: int = 0, only: Optional[str] = None, raw: bool = False, split: str = TRAIN_PREFIX) -> int:
     """Prints ``n`` examples after ``skip``, of those with a FIM segment (``only='fim'``), with none
     (``'plain'``) or all; ``raw``: in token order with the special tokens written out."""
     metadata = load_metadata(output)
@@ -172,7 +174,7 @@ def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: b
     label = lambda s: _style(s, "label", color)  # noqa: E731
     out.write(label(describe_format(metadata)))
     shown = 0
-    for number, example in enumerate(iter_examples(output)):
+    for number, example in enumerate(iter_examples(output, split=split)):
         if shown >= n:
             break
         ids, segments = example["input_ids"], example["segment_ids"]
