@@ -43,13 +43,13 @@ def repository_tree(root: Path, max_bytes: int = 12_000) -> dict:
     return repos
 
 
-def read_repositories(output: str, tokenizer: Tokenizer, fmt) -> tuple[dict, list, dict]:
-    """{repo: [[(path, text), ...] per part]} rebuilt from the records, the FIM modes seen, and the
+def read_repositories(output: str, tokenizer: Tokenizer, fmt, split: str = "train") -> tuple[dict, list, dict]:
+    """{repo: [[(path, text), ...] per part]} rebuilt from a split's records, the FIM modes seen, and the
     metadata."""
     sp = tokenizer.special
     parts: dict = defaultdict(list)
     modes = []
-    for example in iter_examples(output):
+    for example in iter_examples(output, split=split):
         for seg in segments(example["input_ids"], example["segment_ids"]):
             repo = parse_repository_segment(seg, sp, fmt)
             assert repo.eot, "a part was cut by the context end"
@@ -171,3 +171,16 @@ def test_group_by_repo_refuses_settings_that_would_cut_files(tmp_path, repos_roo
     assert main(["run", "--input", str(root), "--output", str(tmp_path / "o"), "--tokenizer", code_model_path,
                  "--group_by", "repo", "--fim_trim", "keep_middle"]) == 2
     assert "--group_by repo" in capsys.readouterr().err
+
+
+def test_a_repository_is_held_out_whole_or_not_at_all(tmp_path, repos_root, code_model_path, code_model_bytes):
+    root, repos = repos_root
+    out = tmp_path / "out"
+    run(["--input", str(root), "--output", str(out), "--tokenizer", code_model_path, "--group_by", "repo",
+         "--context_length", "4096", "--validation_fraction", "0.4", "--eval_examples_per_task", "0"])
+    tokenizer = Tokenizer(code_model_bytes, special_token_names(FORMATS["paper"], {}, None, repository=True))
+    train, _, metadata = read_repositories(str(out), tokenizer, FORMATS["paper"])
+    held, _, _ = read_repositories(str(out), tokenizer, FORMATS["paper"], split="validation_ar")
+    assert train and held and not set(train) & set(held)
+    check_repositories_intact({**train, **held}, repos)
+    assert metadata["split_assignment"]["by"] == "repository name"
