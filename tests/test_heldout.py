@@ -43,7 +43,9 @@ def fragments_by_split(out: Path, metadata: dict, model_bytes: bytes) -> dict:
         for example in iter_examples(str(out), split=name):
             for seg in segments(example["input_ids"], example["segment_ids"]):
                 part = parse_segment(seg, tokenizer.special)
-                texts.append(tokenizer.surface(part.prefix + part.middle + part.suffix).decode("utf-8", "replace"))
+                if part.mode == "plain" or part.eot:  # Not a FIM example the trim cut short.
+                    texts.append(tokenizer.surface(part.prefix + part.middle + part.suffix).decode("utf-8",
+                                                                                                   "replace"))
     return found
 
 
@@ -55,7 +57,11 @@ def document_splits(fragments: dict, documents: list[str]) -> dict:
         for text in texts:
             # Inside the fragment: its edges may hold half a character.
             probe = text[4:-4][:80]
-            owners = [d for d in documents if probe in d] if len(probe) >= 30 else []
+            if len(probe) < 30:
+                continue
+            owners = [d for d in documents if probe in d]
+            # Lossless in every split: each piece is a document's text, FIM parts put back in order.
+            assert any(text[4:-4] in d for d in owners), (name, text[:80])
             if len(owners) == 1:
                 where.setdefault(owners[0].split("\n", 1)[0], set()).add(name.removesuffix("_ar"))
     return where
