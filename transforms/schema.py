@@ -4,9 +4,11 @@ Every stage imports this module and ``transforms.core``, never another stage.
 The element types, in pipeline order::
 
     InputSelection ─Match─▶ InputFile ─Split─▶ FileRange
-      ─Read─▶ Document | Rejected ─Tokenize─▶ TokenizedDocument
-      ─Shuffle─▶ (bucket, [TokenizedDocument]) ─Pack─▶ Chunk ─Fim─▶ Example
+      ─Read─▶ Document | Rejected [─Decontaminate─▶ Document | Rejected] [─AssignSplits─▶ Document]
+      ─Tokenize─▶ TokenizedDocument [─GroupRepositories─▶ TokenizedDocument (repository parts)]
+      ─Shuffle─▶ (bucket, [TokenizedDocument]) ─Pack─▶ Chunk ─Fim─▶ Example       (once per split)
       ─WriteExamples─▶ ShardInfo            Rejected ─WriteRejected─▶ ShardInfo
+    held-out Document ─EvalProblems─▶ (task, [problem]) ─WriteEvalSets─▶ (task, problems)
 
 Stages also emit statistics (``Stats``: a ``Counter`` of the names below),
 merged into one dict for ``metadata.json`` and mirrored as Beam counters.
