@@ -50,6 +50,13 @@ USAGE = """usage: fimflow {run,train-tokenizer,inspect,report} [options]
 """
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except a ``None`` default: its help says what it stands for."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def _run(argv: list[str], launches_job: bool = False) -> int:
     """``fimflow run``. ``launches_job``: the Flex Template launcher runs this, and the job
     written to ``--template_location`` is the job Dataflow starts at once (``launch_flex_template``)."""
@@ -64,7 +71,7 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
     from transforms.schema import METADATA_FILE
 
     if "-h" in argv or "--help" in argv:
-        parser = argparse.ArgumentParser(prog="fimflow run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        parser = argparse.ArgumentParser(prog="fimflow run", formatter_class=_DefaultsHelpFormatter,
                                          description=(
             "Build a FIM dataset. Beam runner options (--runner, --direct_num_workers, "
             "--direct_running_mode, Dataflow options...) are accepted too."))
