@@ -191,3 +191,15 @@ def test_every_split_and_eval_set_is_the_same_bytes_on_every_runner_mode(tmp_pat
         outputs.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
                         if p.is_file() and (p.suffix == ".tfrecord" or p.parent.name == "eval")})
     assert outputs[0] == outputs[1] and len(outputs[0]) == 5 + 3
+
+
+def test_overwriting_a_dataset_with_splits_leaves_none_of_its_held_out_files(tmp_path, code_model_path):
+    corpus = corpus_file(tmp_path / "in" / "c.jsonl", tagged_documents(20, seed=8))
+    out = tmp_path / "out"
+    run(corpus, out, code_model_path, "--validation_fraction", "0.3", "--test_fraction", "0.3",
+        "--eval_examples_per_task", "2")
+    assert list(out.glob("validation_ar-*")) and list((out / "eval").glob("*.jsonl"))
+    metadata = run(corpus, out, code_model_path, "--overwrite")
+    left = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert left == ["metadata.json", "rejected-00000-of-00001.jsonl", "train-00000-of-00001.tfrecord"], left
+    assert metadata["splits"] == {} and "eval" not in metadata
