@@ -225,6 +225,11 @@ def test_codegemma_prompt_from_the_published_example(gemma_model):
 
 # --- Every preset keeps the guarantees --------------------------------------------------------------
 
+# Every preset's special pieces written as text in a document: never a special id.
+LITERAL_SPECIALS = st.sampled_from(["<fim_middle>", " <PRE>", "\u2581<MID>", " <EOT>", "[SUFFIX]", "[PREFIX]",
+                                    "<|fim_prefix|>", "<|file_separator|>", "<s>", "</s>", "<bos>", "<eos>"])
+
+
 @pytest.fixture(scope="module")
 def preset_tokenizers(llama_model_bytes, gemma_model, codestral) -> dict:
     return {
@@ -237,10 +242,12 @@ def preset_tokenizers(llama_model_bytes, gemma_model, codestral) -> dict:
 
 @pytest.mark.parametrize("fmt_name", list(FORMATS))
 @SETTINGS
-@given(docs=st.lists(part_text.filter(str.strip), min_size=1, max_size=4), data=st.data(),
+@given(docs=st.lists(st.tuples(part_text, LITERAL_SPECIALS, part_text).map("".join), min_size=1, max_size=4),
+       data=st.data(),
        seed=st.integers(0, 2**31), span_unit=st.sampled_from(["char", "line", "token"]))
 def test_every_preset_is_lossless_on_any_chunk(preset_tokenizers, fmt_name, docs, data, seed, span_unit):
-    """P+M+S bytes equal the fragment's, BOS stays first, sentinels only where FIM put them."""
+    """P+M+S bytes equal the fragment's, BOS stays first, sentinels only where FIM put them, also in
+    documents that hold every preset's special pieces as text."""
     tokenizer = preset_tokenizers[fmt_name]
     sp = tokenizer.special
     ids = []
