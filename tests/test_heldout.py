@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pipeline.cli import main
 from pipeline.inspect_dataset import iter_examples
 from pipeline.inspect_dataset import special_token_names as dataset_token_names
@@ -203,3 +205,23 @@ def test_overwriting_a_dataset_with_splits_leaves_none_of_its_held_out_files(tmp
     left = sorted(p.name for p in out.rglob("*") if p.is_file())
     assert left == ["metadata.json", "rejected-00000-of-00001.jsonl", "train-00000-of-00001.tfrecord"], left
     assert metadata["splits"] == {} and "eval" not in metadata
+
+
+def test_a_benchmark_file_replaced_after_planning_fails_the_run(tmp_path, code_model_path):
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipeline.build import FimflowPipeline
+    from pipeline.options import plan_run
+
+    bench = tmp_path / "bench.txt"
+    bench.write_text("one two three four five six seven eight nine ten eleven\n")
+    corpus = corpus_file(tmp_path / "in" / "c.jsonl", tagged_documents(5, seed=9))
+    plan = plan_run(PipelineOptions(["--input", str(corpus), "--output", str(tmp_path / "out"), "--tokenizer",
+                                     code_model_path, "--decontaminate", str(bench)]))
+    bench.write_text("a benchmark with other words in it than the one that was planned\n")
+    p = TestPipeline()
+    _ = p | FimflowPipeline(plan)
+    with pytest.raises(Exception, match="changed after the run was planned: sha256"):
+        p.run().wait_until_finish()
+    assert not (tmp_path / "out" / "metadata.json").exists()
