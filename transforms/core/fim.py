@@ -3,10 +3,14 @@
 ``fim_chunk``: a ``Chunk`` (ids cut from the packed stream, documents
 separated by ``<eot>``) -> an ``Example`` (three int64 arrays of exactly
 ``context_length``) and its statistics. The chunk is split on ``<eot>`` into
-fragments; a fragment is transformed with probability ``rate`` into PSM
-``<pre> P <suf> S <mid> M`` or, with probability ``spm_rate``, SPM (variant 2
-of the FIM paper) ``<pre> <suf> S <mid> P M``; fragments are re-joined with
-``<eot>``, trimmed to the context length and padded at the tail.
+fragments; a fragment is transformed with probability ``rate`` into its
+format's PSM layout (the paper's: ``<pre> P <suf> S <mid> M``) or, with
+probability ``spm_rate``, its SPM layout (``<pre> <suf> S <mid> P M``, variant
+2 of the FIM paper; ``transforms.core.fim_format`` holds every format's);
+fragments are re-joined with ``<eot>``, trimmed to the context length and
+padded at the tail. A document's BOS stays in front of its FIM form; in a
+repository part, FIM cuts inside one file's content, only where the context
+has room for the sentinels.
 
 ``fim_document``: the same transformation on a whole ``TokenizedDocument``
 before packing, for the paper's ablation.
