@@ -28,9 +28,9 @@ Compressed files and Parquet files are read whole, one worker each; a
 from __future__ import annotations
 
 import functools
-import os
 import json
 import logging
+import os
 import re
 from typing import Iterator, Optional
 
