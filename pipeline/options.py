@@ -215,7 +215,7 @@ class RunPlan:
     # With --group_by repo: the (repository, path) fields of JSONL and Parquet records.
     repository: Optional[tuple]
     dedup: bool
-    # Held-out shares, the held-out copies' FIM rates ({"validation": rate, "validation_ar": 0.0...}).
+    # Held-out shares; each held-out copy's name suffix and FIM rate ({"": --fim_rate, "_ar": 0.0}).
     validation_fraction: float
     test_fraction: float
     heldout_rates: dict
