@@ -61,8 +61,6 @@ class FimFormat:
     pieces: dict
     spm_rate: float
     bos: bool
-    families: str
-    source: str
 
     @property
     def orders(self) -> dict:
@@ -85,21 +83,17 @@ FORMATS = {f.name: f for f in (
     FimFormat("paper", _PSM, _SPM,
               {"fim_prefix": "<fim_prefix>", "fim_middle": "<fim_middle>", "fim_suffix": "<fim_suffix>",
                "pad": "<fim_pad>"},
-              0.5, False, "StarCoder, SantaCoder and any model trained with the paper's method",
-              "Bavarian et al. 2022, section 3 and appendix D (SPM variant 2)"),
+              0.5, False),
     FimFormat("codellama", _PSM + ("fim_end",), _SPM + ("fim_end",),
               {"fim_prefix": "▁<PRE>", "fim_middle": "▁<MID>", "fim_suffix": "▁<SUF>", "fim_end": "▁<EOT>"},
-              0.5, True, "Code Llama (Llama 2 tokenizer with the four infilling pieces)",
-              "transformers CodeLlamaTokenizer; Code Llama paper, section 2.3"),
+              0.5, True),
     FimFormat("codestral", None, ("fim_suffix", "S", "fim_prefix", "P", "M"),
               {"fim_prefix": "[PREFIX]", "fim_middle": None, "fim_suffix": "[SUFFIX]"},
-              1.0, True, "Codestral and Mistral models with the v3 tokenizer",
-              "mistral-common InstructTokenizerV3.encode_fim"),
+              1.0, True),
     FimFormat("codegemma", _PSM + ("fim_end",), _SPM + ("fim_end",),
               {"fim_prefix": "<|fim_prefix|>", "fim_middle": "<|fim_middle|>", "fim_suffix": "<|fim_suffix|>",
                "fim_end": "<|file_separator|>", "file_sep": "<|file_separator|>"},
-              0.0, True, "CodeGemma (Gemma tokenizer)",
-              "CodeGemma prompt structure (Gemma docs): prompt and model output"),
+              0.0, True),
 )}
 DEFAULT_FORMAT = "paper"
 # Repository-level pieces where a preset does not name its own (StarCoder2 and Qwen2.5-Coder style).
