@@ -109,7 +109,7 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
     def shuffle_and_pack():
         buckets: dict = {}
         for doc in tokenized:
-            bucket, keyed = keyed_by_bucket(doc, plan.seed, plan.num_buckets)
+            bucket, keyed = keyed_by_bucket(doc, plan.seed, plan.num_shards)
             buckets.setdefault(bucket, []).append(keyed)
         pack = PackStep(plan.fim.context_length, plan.tokenizer.special.eot)
         return [c for b in sorted(buckets)

@@ -1,4 +1,4 @@
-"""The fimflow pipeline as one composite PTransform: read -> tokenize -> shuffle -> pack -> FIM -> write.
+"""The fimflow pipeline as one composite PTransform: read -> tokenize -> shuffle -> (pack -> FIM -> write).
 
 ``FimflowPipeline(plan)`` applies every stage to a pipeline from a checked
 ``RunPlan``; runners and their options are the caller's business. The CLI,
@@ -22,17 +22,17 @@ from transforms.core.splits import TEST, TRAIN, VALIDATION
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.decontaminate import Decontaminate
 from transforms.eval_sets import EvalProblems
-from transforms.fim import ApplyDocumentFim, ApplyFim
+from transforms.fim import ApplyDocumentFim
 from transforms.match import MatchInputs, input_stats
-from transforms.pack import PackChunks
 from transforms.read import ReadDocuments
 from transforms.repository import GroupRepositories
 from transforms.schema import EXAMPLE_FEATURES, SPLIT_PREFIX, Stats
+from transforms.shards import ShardCopy, WriteShards
 from transforms.shuffle import ShuffleDocuments
 from transforms.split import AssignSplits
 from transforms.stats import MergeStats
 from transforms.tokenize import TokenizeDocuments
-from transforms.write import WriteEvalSets, WriteExamples, WriteMetadata, WriteRejected
+from transforms.write import WriteEvalSets, WriteMetadata, WriteRejected
 
 
 # Re-encoding a file's prefix, middle and suffix apart can take a few ids more than the file had.
@@ -42,6 +42,14 @@ REENCODING_SLACK = 4
 def heldout_splits(plan: RunPlan) -> list[str]:
     return [split for split, fraction in ((VALIDATION, plan.validation_fraction), (TEST, plan.test_fraction))
             if fraction > 0]
+
+
+def split_num_shards(plan: RunPlan, split: str) -> int:
+    """Shards, so shuffle buckets, of a split: the plan's for training, a held-out split's share of them."""
+    if split == TRAIN:
+        return plan.num_shards
+    fraction = plan.validation_fraction if split == VALIDATION else plan.test_fraction
+    return max(1, math.ceil(plan.num_shards * fraction))
 
 
 def prefixed(stats: Stats, prefix: str) -> Stats:
@@ -97,7 +105,6 @@ def static_metadata(plan: RunPlan) -> dict:
             for path, sha256 in plan.contamination}} if plan.contamination else None,
         "seed": plan.seed,
         "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256},
-        "num_buckets": plan.num_buckets,
         "num_shards": plan.num_shards,
         "inputs": len(plan.files),
         "input_bytes": plan.input_bytes,
@@ -127,7 +134,8 @@ class FimflowPipeline(beam.PTransform):
                                     sha256=plan.tokenizer.sha256)
         matched = pbegin | "Match" >> MatchInputs(plan.selection)
         read = matched["files"] | "Read" >> ReadDocuments(plan.text_field, plan.id_field, plan.max_file_bytes,
-                                                          plan.split_bytes, plan.language_field, plan.repository)
+                                                          plan.split_bytes, plan.language_field, plan.repository,
+                                                          plan.respread)
         stats = [matched["stats"], read["stats"]]
         rejected = [read["rejected"]]
         documents = read["documents"]
@@ -167,13 +175,13 @@ class FimflowPipeline(beam.PTransform):
             plan.output, plan.num_shards)
         merged = tuple(stats) | "MergeStats" >> MergeStats()
         return merged | "WriteMetadata" >> WriteMetadata(
-            plan.output, static_metadata(plan), plan.max_error_fraction, tuple(shards) | "Shards" >> beam.Flatten(),
+            plan.output, static_metadata(plan), plan.max_error_fraction, tuple(shards) | "AllShards" >> beam.Flatten(),
             error_shards, dict(input_stats(plan.files)), self._run_id, eval_sets)
 
     def _build_split(self, documents, split: str, tokenizer: TokenizerHandle) -> tuple[list, list]:
-        """One split's examples from its tokenized documents: repositories, shuffle, pack, FIM and shards
-        (a held-out split's once per held-out FIM rate); its shards and its statistics, those of a
-        held-out split under ``SPLIT_PREFIX`` + its name."""
+        """One split's examples from its tokenized documents: repositories, shuffle, then pack, FIM and
+        shards per bucket (a held-out split's once per held-out FIM rate); its shards and its statistics,
+        those of a held-out split under ``SPLIT_PREFIX`` + its name."""
         plan = self._plan
         label = "" if split == TRAIN else f"{split.title()}/"
         stats = []
@@ -186,29 +194,18 @@ class FimflowPipeline(beam.PTransform):
             document_fim = documents | f"{label}DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)
             documents = document_fim["documents"]
             stats.append(document_fim["stats"])
-        shuffled = documents | f"{label}Shuffle" >> ShuffleDocuments(plan.seed, plan.num_buckets, plan.dedup)
-        reserve = repository_reserve(plan) if plan.repository is not None else 0
-        packed = shuffled["buckets"] | f"{label}Pack" >> PackChunks(plan.fim.context_length,
-                                                                    plan.tokenizer.special.eot, reserve)
-        stats += [shuffled["stats"], packed["stats"]]
-        if split == TRAIN:
-            copies = {TRAIN: plan.fim}
-        else:
-            fraction = plan.validation_fraction if split == VALIDATION else plan.test_fraction
-            copies = {split + suffix: dataclasses.replace(plan.fim, rate=rate)
-                      for suffix, rate in plan.heldout_rates.items()}
-        shards = []
-        for name, config in copies.items():
-            copy_label = "" if name == TRAIN else f"{name.title()}/"
-            fim = packed["chunks"] | f"{copy_label}Fim" >> ApplyFim(tokenizer, plan.seed, config)
-            stats.append(fim["stats"])
-            num_shards = plan.num_shards if name == TRAIN else max(1, math.ceil(plan.num_shards * fraction))
-            shards.append(fim["examples"] | f"{copy_label}WriteExamples" >> WriteExamples(
-                plan.output, num_shards, plan.seed, name))
+        num_shards = split_num_shards(plan, split)
+        shuffled = documents | f"{label}Shuffle" >> ShuffleDocuments(plan.seed, num_shards, plan.dedup)
+        stats.append(shuffled["stats"])
+        prefix = "" if split == TRAIN else f"{SPLIT_PREFIX}{split}/"
         if split != TRAIN:
-            # Each copy's FIM counts under its own name, the shared shuffle and packing under the split's.
-            stats = [s | f"{label}Stats{i}" >> beam.Map(prefixed, f"{SPLIT_PREFIX}{split}/")
-                     for i, s in enumerate(stats[:-len(copies)])] + [
-                s | f"{name.title()}/Stats" >> beam.Map(prefixed, f"{SPLIT_PREFIX}{name}/")
-                for s, name in zip(stats[-len(copies):], copies)]
-        return shards, stats
+            # The shuffle and packing count under the split's name, each copy's FIM under its own.
+            stats = [s | f"{label}Stats{i}" >> beam.Map(prefixed, prefix) for i, s in enumerate(stats)]
+        copies = (ShardCopy(TRAIN, plan.fim),) if split == TRAIN else tuple(
+            ShardCopy(split + suffix, dataclasses.replace(plan.fim, rate=rate), f"{SPLIT_PREFIX}{split + suffix}/")
+            for suffix, rate in plan.heldout_rates.items())
+        reserve = repository_reserve(plan) if plan.repository is not None else 0
+        written = shuffled["buckets"] | f"{label}Shards" >> WriteShards(
+            plan.output, num_shards, plan.seed, copies, tokenizer, plan.tokenizer.special.eot, reserve, prefix)
+        stats.append(written["stats"])
+        return [written["shards"]], stats

@@ -110,8 +110,7 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
         except OutputBusyError as e:
             logger.error("fimflow run: error: %s", e)
             return 2
-        logger.info("fimflow: %d input file(s) -> %s (%d buckets, %d shards)",
-                    len(plan.files), plan.output, plan.num_buckets, plan.num_shards)
+        logger.info("fimflow: %d input file(s) -> %s (%d shards)", len(plan.files), plan.output, plan.num_shards)
         try:
             return _run_holding(pipeline, plan, options, lock, start)
         except KeyboardInterrupt:

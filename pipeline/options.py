@@ -28,15 +28,20 @@ from transforms.core.tokenizer import (ROLE_FLAGS, SpecialTokenNames, Tokenizer,
                                        read_model_bytes)
 from transforms.decontaminate import read_benchmark
 from transforms.match import is_local_directory, match_pattern
-from transforms.read import COMPRESSION_SUFFIXES, DEFAULT_SPLIT_BYTES, PARQUET_SUFFIXES
+from transforms.read import COMPRESSION_SUFFIXES, DEFAULT_SPLIT_BYTES, PARQUET_SUFFIXES, splittable
 from transforms.schema import (DEDUP_MODES, FIM_LEVELS, GROUPINGS, METADATA_FILE, SPAN_UNITS, TRIM_POLICIES, FimConfig,
                                InputFile, InputSelection)
 
 # Three sentinels and <eot> must fit with room for text.
 MIN_CONTEXT_LENGTH = 8
-# Packing sorts one bucket in memory; shards are sorted in memory too.
-TARGET_BUCKET_INPUT_BYTES = 32 << 20
-TARGET_SHARD_INPUT_BYTES = 128 << 20
+# A shard is one shuffle bucket, sorted and packed in one worker's memory and written by it: shards
+# of at most this much input text...
+MAX_SHARD_INPUT_BYTES = 256 << 20
+# ...and, below that, as many as WIDE_SHARDS of at least this much, so the stages after the shuffle
+# run as wide as a large machine's cores (each shard's last context is short: 0.2% padding at 2 MB).
+MIN_SHARD_INPUT_BYTES = 2 << 20
+WIDE_SHARDS = 64
+MIN_SPLIT_BYTES = 1 << 20
 COMPRESSED_SIZE_FACTOR = 4
 # The in-process runner keeps the data between stages in memory. Peak RSS over all of a run's
 # processes, measured with bench/throughput.py: 481 MB for 10.4 MB of the standard library's text
@@ -44,6 +49,8 @@ COMPRESSED_SIZE_FACTOR = 4
 # (15.8 bytes per byte of text between those two).
 LOCAL_BASE_MEMORY_BYTES = 330 << 20
 LOCAL_MEMORY_PER_TEXT_BYTE = 16
+# Flags of earlier versions, and what replaced them.
+REMOVED_OPTIONS = {"--num_buckets": " (merged into --num_shards: each shard is one shuffle bucket)"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 logger = logging.getLogger(__name__)
 
@@ -105,13 +112,16 @@ class FimflowOptions(PipelineOptions):
         add("--language_field", default=None,
             help="JSONL field / Parquet column naming each record's language, for the statistics per "
                  "language in metadata.json; whole files are named by their extension.")
-        add("--num_shards", type=int, default=0, help="Output TFRecord shards (0: from input size).")
-        add("--num_buckets", type=int, default=0, help="Shuffle/pack buckets (0: from input size).")
+        add("--num_shards", type=int, default=0,
+            help="Output TFRecord shards of the training split; each is one shuffle bucket, packed and "
+                 "written by one worker, so also the parallel width after the shuffle (0: from the input "
+                 "size, see README: Scale).")
         add("--max_file_bytes", type=int, default=10 << 20,
             help="Plain source files larger than this are rejected.")
-        add("--read_split_bytes", type=int, default=DEFAULT_SPLIT_BYTES,
+        add("--read_split_bytes", type=int, default=0,
             help="Uncompressed JSONL files larger than this are read in byte ranges of this size, in "
-                 "parallel; compressed and Parquet files are read whole, one worker per file.")
+                 "parallel; compressed and Parquet files are read whole, one worker per file (0: the "
+                 "input size over 64, between 1 and 64 MiB).")
         add("--max_error_fraction", type=float, default=0.01,
             help="Above this share of rejected records the run fails and writes no metadata.json.")
         # Also --overwrite=true/false: Flex Templates pass every parameter with a value.
@@ -207,7 +217,6 @@ class RunPlan:
     tokenizer: Tokenizer
     fim: FimConfig
     seed: int
-    num_buckets: int
     num_shards: int
     text_field: str
     id_field: Optional[str]
@@ -226,6 +235,8 @@ class RunPlan:
     contamination_ngrams: dict
     max_file_bytes: int
     split_bytes: int
+    # Whether documents go through a Reshuffle after reading (``transforms.read.ReadDocuments``).
+    respread: bool
     max_error_fraction: float
     tokenizer_processes: int
     tokenizer_threads: int
@@ -323,7 +334,7 @@ def checked_argv(argv: list[str]) -> list[str]:
         if name not in flags and "--" + name.lstrip("-").replace("-", "_") in flags:
             name = "--" + name.lstrip("-").replace("-", "_")
         if name not in flags:
-            raise UsageError(f"unknown option {name} (see fimflow run --help)")
+            raise UsageError(f"unknown option {name}{REMOVED_OPTIONS.get(name, '')} (see fimflow run --help)")
         checked.append(name + equals + value)
         takes = _takes_value(flags[name])
         if not equals and i + 1 < len(argv) and (takes or (takes is None and not argv[i + 1].startswith("-"))):
@@ -370,6 +381,28 @@ def available_memory() -> Optional[int]:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def default_num_shards(text_bytes: int) -> int:
+    """Shards (shuffle buckets) for ``text_bytes`` of text: from the input size alone, never the worker
+    count, so the bytes written are the same on every runner; up to ``WIDE_SHARDS`` of at least
+    ``MIN_SHARD_INPUT_BYTES``, more once they would exceed ``MAX_SHARD_INPUT_BYTES``."""
+    return max(1, math.ceil(text_bytes / MAX_SHARD_INPUT_BYTES),
+               min(WIDE_SHARDS, text_bytes // MIN_SHARD_INPUT_BYTES))
+
+
+def default_split_bytes(input_bytes: int) -> int:
+    """Byte ranges in which large uncompressed JSONL files are read: about ``WIDE_SHARDS`` of them over the
+    input, each between ``MIN_SPLIT_BYTES`` and ``DEFAULT_SPLIT_BYTES``. Which worker reads which range
+    changes no byte of the output (``transforms.read``)."""
+    return min(DEFAULT_SPLIT_BYTES, max(MIN_SPLIT_BYTES, input_bytes // WIDE_SHARDS))
+
+
+def needs_respread(files: list[InputFile], one_process: bool) -> bool:
+    """Whether a file read whole (compressed, Parquet) holds more text than the largest range, on a runner
+    with more than one worker: only then does tokenizing it on every worker repay a shuffle of text."""
+    return not one_process and any(not splittable(f.path) and _estimated_text_bytes([f]) > DEFAULT_SPLIT_BYTES
+                                   for f in files)
 
 
 def check_local_memory(text_bytes: int, available: Optional[int]) -> None:
@@ -509,8 +542,9 @@ def plan_run(options: PipelineOptions) -> RunPlan:
                "(--fim_trim paper): the other settings would cut a repository's later files")
     _check(fmt.pieces.get("fim_middle") or o.fim_middle_token is None,
            f"--fim_middle_token: the {fmt.name} format has no middle sentinel ({fmt.layout_text('spm')})")
-    _check(o.read_split_bytes >= 1 << 20, f"--read_split_bytes={o.read_split_bytes} must be at least 1 MiB")
-    for name in ("num_shards", "num_buckets", "fim_max_middle_tokens", "fim_min_fragment_tokens",
+    _check(o.read_split_bytes == 0 or o.read_split_bytes >= MIN_SPLIT_BYTES,
+           f"--read_split_bytes={o.read_split_bytes} must be at least 1 MiB")
+    for name in ("num_shards", "fim_max_middle_tokens", "fim_min_fragment_tokens",
                  "tokenizer_processes", "tokenizer_threads", "eval_examples_per_task"):
         _check(getattr(o, name) >= 0, f"--{name} must not be negative")
     _check(-(1 << 63) <= o.seed < (1 << 63), f"--seed={o.seed} must fit in 64 bits")
@@ -542,6 +576,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     if is_direct(options) and o.memory_check:
         check_local_memory(text_bytes, available_memory())
     processes = o.tokenizer_processes or default_tokenizer_processes(options)
+    split_bytes = o.read_split_bytes or default_split_bytes(sum(f.size for f in files))
     return RunPlan(
         selection=selection,
         files=files,
@@ -552,8 +587,7 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         fim=FimConfig(o.context_length, o.fim_rate, spm_rate, o.fim_span_unit, o.fim_trim,
                       o.fim_max_middle_tokens, o.fim_min_fragment_tokens, o.fim_level, fmt.name),
         seed=o.seed,
-        num_buckets=o.num_buckets or max(2, math.ceil(text_bytes / TARGET_BUCKET_INPUT_BYTES)),
-        num_shards=o.num_shards or max(1, math.ceil(text_bytes / TARGET_SHARD_INPUT_BYTES)),
+        num_shards=o.num_shards or default_num_shards(text_bytes),
         text_field=o.text_field,
         id_field=o.id_field,
         language_field=o.language_field,
@@ -567,7 +601,8 @@ def plan_run(options: PipelineOptions) -> RunPlan:
         contamination_ngram=o.decontaminate_ngram,
         contamination_ngrams=benchmark_ngrams,
         max_file_bytes=o.max_file_bytes,
-        split_bytes=o.read_split_bytes,
+        split_bytes=split_bytes,
+        respread=needs_respread(files, _runs_in_one_process(options)),
         max_error_fraction=o.max_error_fraction,
         tokenizer_processes=processes,
         tokenizer_threads=o.tokenizer_threads or default_tokenizer_threads(options, processes),

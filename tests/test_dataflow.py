@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.gcs_emulator import upload
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ["Match", "Read", "Tokenize", "Shuffle", "Pack", "Fim", "WriteExamples", "WriteRejected", "MergeStats",
+STAGES = ["Match", "Read", "Tokenize", "Shuffle", "Shards", "WriteRejected", "MergeStats",
           "WriteMetadata"]
 
 

@@ -11,6 +11,8 @@ document tokenized by the document encoder, BOS in front, cut where the test say
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import io
 import json
@@ -304,6 +306,10 @@ def test_every_preset_runs_deterministically_and_says_its_layout(tmp_path, prese
         segs = segments(example["input_ids"], example["segment_ids"])
         for k, seg in enumerate(segs):
             mode = parse_segment(seg, tokenizer.special, fmt).mode
+            if mode == "spm" and fmt.psm and metadata["fim"]["spm_rate"] == 0:
+                # PSM with an empty prefix is the same ids as SPM: <PRE> <SUF> S <MID> M.
+                assert parse_segment(seg, tokenizer.special, dataclasses.replace(fmt, spm=None)).prefix == []
+                mode = "psm"
             seen.add(mode)
             # Only the trim, at the context's end, may cut a FIM example short.
             assert mode != "truncated" or k == len(segs) - 1

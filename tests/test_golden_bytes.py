@@ -10,7 +10,14 @@ in the same commit, saying why. History:
   (the corpus holds one duplicate, so every shard's order changed);
 * exact de-duplication became the default (#17): the earlier digests are
   pinned with ``--dedup none``, and ``dedup_exact`` (one copy fewer) and
-  ``splits`` (every split's shards, eval sets aside) were recorded then.
+  ``splits`` (every split's shards, eval sets aside) were recorded then;
+* each shard became one shuffle bucket (#15): the files changed, so their
+  digests were recorded again, with ``--num_shards 3`` for the earlier
+  ``--num_buckets 3 --num_shards 2``. ``RECORDS`` pins what does not depend
+  on how records are laid out in files (each split's records as a set), and
+  was computed on the tree before that change: the records themselves did not
+  change, except held-out splits', which are now packed in their own number
+  of buckets.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.defaults import bundled_tokenizer_path
+from transforms.core.records import read_tfrecords
 
 WORDS = ["def", "return", "self", "value", "import", "class", "for", "in", "if", "else", "None", "x", "y",
          "count", "name", "日本語", "данные", "🎉", "grüße", "é", "λ", "<fim_middle>", "</s>", "0", "42", "_"]
@@ -60,7 +68,7 @@ def golden_corpus(root: Path) -> Path:
 
 
 # --dedup none: the digests recorded before exact de-duplication became the default still hold.
-COMMON = ["--context_length", "128", "--seed", "7", "--num_shards", "2", "--num_buckets", "3",
+COMMON = ["--context_length", "128", "--seed", "7", "--num_shards", "3",
           "--max_error_fraction", "0.5", "--dedup", "none"]
 CONFIGS = {
     "context_char": [],
@@ -72,29 +80,58 @@ CONFIGS = {
     "splits": ["--dedup", "exact", "--validation_fraction", "0.2", "--test_fraction", "0.1"],
 }
 GOLDEN = {
-    "context_char": ("aa7f68a0cf0117f74fc92b96789b2c8714142108bab1f2822d457fc425bffc62",
-                     "145edcd0a36bdae625ef8fb344521281c4eacdf6d36d089a726c3baef275be87"),
-    "line_keep_middle_capped": ("c0b433e585a45c0540ae6216bbae021362f8d3b2f7ed67e8a9c4b9f729ea52f1",
-                                "e77f5071326677e9da3620bc938edeee255fac185e0ec6f748eec1f7f5d7e19e"),
-    "token_min_fragment": ("4bba9ba4749a8edb0d2663e745081bc98971f80cb31676d9327e7695167c562c",
-                           "b4931b0e52abc8e913e45547cb30b5d7537329f50649d5b082c7f65da83c72f9"),
-    "document_level": ("56091a1e493ec03871c2fb499c49ae1a051de1197e1769e24e84b142d7242229",
-                       "9e47160610f693ebc4a234f0a0949c938223880421a9d31c608b433159c98de2"),
-    "dedup_exact": ("e6e60087d25344c3540517f37be7934f2da9adb33bcf997b79eb9b73d84d3a14",
-                    "f48a5b99c0432c6281b0efcbe7fe27992604465aa00db106380bae7087bdf317"),
-    # test, test_ar, train x2, validation, validation_ar.
-    "splits": ("35d71a73a63c91083f37cbdb90089e5a429fcc49e82d2b4996f256da2b4e0a7c",
-               "f533c7107d1ebac4c1a5f696be959854d837a5a9d4f2efcec29293b953ff7829",
-               "dbe94b355e661cd86a335f3271f146381eb7d2e2429b329dcfb3bf5e80fda946",
-               "d067c60d2f5f7d262d469e7077122d2b51066c8f22d254d8ed28d1a0034690b9",
-               "593785c8c5d4ca4fd9aa2a28bd58c9d24c0c5f613c5bda7768a2ae2a69347bfc",
-               "45b86d6340dfdedfb3be6433d9f1a723f7cf590218cc89cf9eb3186e104d80bf"),
+    "context_char": ("43de5d772bff58c1f366c0e0d2088a1f45f072aeaaf13753a74e74d4786e3594",
+                     "fb28f56c1ed7fc4d5f2899a2c7bbd409a451cd5efa3f84edea93633eecee8fd8",
+                     "1f3827833915c87efd78dbe8c5ef643083fbc5e27970a49732e5058c39bd1274"),
+    "line_keep_middle_capped": ("c877502bdee6142cefa95ce691cc036568e344b16dae1205e4901e096a39eaf8",
+                                "b5da52ab8ca8699bd34fe36d876f081904158b8a8cc8e7a0d8a1b9db9af275e8",
+                                "38fd34a052f002ac97079e14448c44f71bba0dd5dc8990c78f8e226ea5d8bac0"),
+    "token_min_fragment": ("07e7be198867e434aafcb975ebbf2946c7064eec9797f427ce707e88837dca0e",
+                           "9350e3165a09aa58986f14bd7110f25c8a78b5711524719f63c3f14009a401e2",
+                           "81f01dc36c9169c4ce0c05d93cd36d1bad1d495e94cff97eea5a59852f07ca06"),
+    "document_level": ("1d6b917852ec73079ad5a5b423a761301431e06c3353b8759b7a2e9861d3673d",
+                       "11e29c7d4ea6ad305065d6e0aab87510054eded82a433c31f7d3fca91cc4f682",
+                       "7811e0c0e09a903a81ce547eed0c5a8165f7ea5741040c83b3cc24533648d11f"),
+    "dedup_exact": ("43de5d772bff58c1f366c0e0d2088a1f45f072aeaaf13753a74e74d4786e3594",
+                    "fb28f56c1ed7fc4d5f2899a2c7bbd409a451cd5efa3f84edea93633eecee8fd8",
+                    "1f8df8cc16305ce86b7f44fbe5f375e67f28e0a94b1968ce9443fb5223a96046"),
+    # test, test_ar, train x3, validation, validation_ar.
+    "splits": ("fc73c3ae5d32ad4fe17b008b44c6b04f20d98c42fc52a8cc40ce18014f3d7f10",
+               "db3a9967c36af25482851653206286e3d934e82ae67de9d7354cf087ce773aac",
+               "455ae4c238a75fb4099cbc93436a36810eb38deb9e6bb797895b114655a7d161",
+               "24079557f5bc93586dd0394e0d2b4813d4a39738c23863f9a3c748ef3d95f8e1",
+               "e7b06b62d81e876948c11b39ed17549937f0fcee6cbe1ae56a775a51b97414ea",
+               "d6e8fe52b47c122e2e7515df8c348c00fd61dcda34c2db48343433c0b2b6c0ed",
+               "4e8f5079ba0c79e1672c5919f8c4a53e35b93f747a1c31fbc31611d47f843bc1"),
+}
+# Train records unchanged by #15; held-out ones recorded then (see above).
+RECORDS = {
+    "context_char": {"train": "6624633886cb57597859b062800754340bd204d10854f110e2208132c6b01313"},
+    "line_keep_middle_capped": {"train": "82decf11a98c4eedb62f9647d3d774131ab0d0d5af6fbe91ca05100356ff79ab"},
+    "token_min_fragment": {"train": "1129b8b570b13de2fdf96a0ab8369786edc5eb1d8ddb100331c652771aa7eee6"},
+    "document_level": {"train": "88e4a3159cc731a9ffb2ab19c1a53979941b6675f92a8f0ebaa399368f4343da"},
+    "dedup_exact": {"train": "1bc26bc3b0487ac0c030a3df9bac4bc3f8610a6cac9884147b1f766dffc01819"},
+    "splits": {"test": "fead3414a23de62dcfdb1f2246287279c898a079c55594e5a5393f973a701300",
+               "test_ar": "fa9720628e0b077fa361bc103c07d73acd1571ca0baf81c23a4c23a68c6d77a1",
+               "train": "12db320f370221b64637520b46499af43d4fa97097d9b78d2f4148ac1c2112ff",
+               "validation": "ce91003b09364e7f0cf111c49bd41d3b7ddd8a50dda0e6bc1c3b536d93a7d4f4",
+               "validation_ar": "76fcc27d7dbd5e6199ddb29f98f1cc42ea05913cbd7aa53877b5e0d690ec4c58"},
 }
 
 
 def shard_digests(out: Path) -> tuple:
     # Shards only: the dead letters name their source by absolute path.
     return tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.tfrecord")))
+
+
+def record_digests(out: Path) -> dict:
+    """Per split (file prefix): a digest of its records as a set, however they are laid out in files."""
+    records: dict = {}
+    for path in sorted(out.glob("*.tfrecord")):
+        with open(path, "rb") as f:
+            records.setdefault(path.name.rsplit("-", 3)[0], []).extend(
+                hashlib.sha256(r).digest() for r in read_tfrecords(f))
+    return {split: hashlib.sha256(b"".join(sorted(digests))).hexdigest() for split, digests in records.items()}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +145,7 @@ def test_output_bytes_equal_those_recorded_before_the_restructure(tmp_path, corp
     assert main(["run", "--input", str(corpus), "--output", str(out), "--tokenizer", bundled_tokenizer_path(),
                  *COMMON, *CONFIGS[name]]) == 0
     assert shard_digests(out) == GOLDEN[name]
+    assert record_digests(out) == RECORDS[name]
 
 
 def test_the_reference_encoding_gives_the_golden_bytes_too(tmp_path, corpus):

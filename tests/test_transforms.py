@@ -14,14 +14,14 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.core.hashing import content_hash, shuffle_key
+from tests.conftest import stdlib_sources
+from transforms.core.hashing import content_hash, shard_key, shuffle_key
 from transforms.core.packing import pack_bucket
 from transforms.core.tokenizer import SpecialTokenNames, TokenizerHandle
-from transforms.fim import ApplyFim
-from transforms.pack import PackChunks
 from transforms.match import MatchInputs
 from transforms.read import ReadDocuments
-from transforms.schema import Chunk, Document, FimConfig, InputSelection, TokenizedDocument
+from transforms.schema import Document, FimConfig, InputSelection, TokenizedDocument
+from transforms.shards import ShardCopy, WriteShards
 from transforms.shuffle import ShuffleDocuments
 from transforms.stats import MergeStats
 from transforms.tokenize import TokenizeDocuments
@@ -101,31 +101,55 @@ def test_shuffle_order_is_a_permutation_that_depends_on_the_seed():
     assert orders[7] != [d.content_hash for d in docs]
 
 
-def test_pack_chunks_cuts_exact_lengths_and_keeps_the_partial_tail():
+def test_pack_bucket_cuts_exact_lengths_and_keeps_the_partial_tail():
     docs = _tokenized(50)
     stream = np.concatenate([np.append(d.ids, 2) for d in docs])
     chunks = list(pack_bucket(4, docs, 16, eot=2))
     assert [len(c.ids) for c in chunks[:-1]] == [16] * (len(stream) // 16)
     assert np.array_equal(np.concatenate([c.ids for c in chunks]), stream)
     assert [c.index for c in chunks] == list(range(len(chunks))) and {c.bucket for c in chunks} == {4}
-    with TestPipeline() as p:
-        out = p | beam.Create([(4, docs)]) | PackChunks(16, eot=2)
-        stats = (out["stats"],) | MergeStats()
-        assert_that(out["chunks"] | beam.Map(lambda c: len(c.ids)),
-                    equal_to([len(c.ids) for c in chunks]), label="lengths")
-        assert_that(stats, equal_to([{"chunks": len(chunks)}]), label="stats")
 
 
-def test_apply_fim_gives_one_full_length_example_per_chunk(code_model_path, code_tokenizer):
-    ids = code_tokenizer.encode_documents(["def a(x):\n    return x + 1\n"])[0] + [code_tokenizer.special.eot]
-    chunks = [Chunk(0, i, np.array((ids * 5)[i:i + 32])) for i in range(10)]
+def test_write_shards_writes_each_bucket_as_its_own_shard_of_every_copy(tmp_path, code_model_path,
+                                                                       code_tokenizer):
+    import tensorflow as tf
+
+    texts = stdlib_sources(60_000)
+    eot = code_tokenizer.special.eot
+    docs = [TokenizedDocument(content_hash(t), np.array(ids, dtype=np.uint16))
+            for t, ids in zip(texts, code_tokenizer.encode_documents(texts))]
+    buckets = [(0, docs[:len(docs) // 2]), (1, docs[len(docs) // 2:]), (2, [])]
+    copies = (ShardCopy("train", FimConfig(64, rate=0.0)), ShardCopy("fim", FimConfig(64, rate=1.0), "fim/"))
+    chunks = {b: list(pack_bucket(b, bucket_docs, 64, eot)) for b, bucket_docs in buckets}
     with TestPipeline() as p:
-        out = (p | beam.Create(chunks)
-               | ApplyFim(TokenizerHandle(code_model_path, SpecialTokenNames()), 3, FimConfig(32, rate=1.0)))
-        assert_that(out["examples"] | beam.Map(lambda e: (e.index, len(e.input_ids), len(e.segment_ids))),
-                    equal_to([(i, 32, 32) for i in range(10)]), label="examples")
-        fim = (out["stats"],) | MergeStats() | beam.Map(lambda s: s["examples"] == 10 and s["fim_fragments"] > 0)
-        assert_that(fim, equal_to([True]), label="stats")
+        out = (p | beam.Create(buckets)
+               | WriteShards(str(tmp_path), 3, 5, copies, TokenizerHandle(code_model_path, SpecialTokenNames()),
+                             eot))
+        assert_that(out["shards"] | beam.Map(lambda s: (s.path.rsplit("/", 1)[1], s.records)), equal_to(
+            [(f"{prefix}-{b:05d}-of-00003.tfrecord", len(chunks[b])) for prefix in ("train", "fim")
+             for b in range(3)]), label="shards")
+        # Each copy's FIM counts under its own prefix; the packing once.
+        total = sum(map(len, chunks.values()))
+        assert_that((out["stats"],) | MergeStats() | beam.Map(
+            lambda s: (s["chunks"], s["examples"], s["fim/examples"], s.get("fim_fragments", 0),
+                       s["fim/fim_fragments"] > 0)),
+            equal_to([(total, total, total, 0, True)]), label="stats")
+
+    def examples(path):
+        features = {"input_ids": tf.io.VarLenFeature(tf.int64), "segment_ids": tf.io.VarLenFeature(tf.int64)}
+        return [(tf.sparse.to_dense(e["input_ids"]).numpy(), tf.sparse.to_dense(e["segment_ids"]).numpy())
+                for e in tf.data.TFRecordDataset(str(path)).map(lambda r: tf.io.parse_single_example(r, features))]
+
+    for b in range(3):
+        # Without FIM a record is its chunk, padded; the chunks come in the order of their keyed hash.
+        order = sorted(range(len(chunks[b])), key=lambda i: shard_key(5, b, i))
+        plain = examples(tmp_path / f"train-{b:05d}-of-00003.tfrecord")
+        assert [ids[segments > 0].tolist() for ids, segments in plain] == [chunks[b][i].ids.tolist() for i in order]
+        assert order != sorted(order) or len(order) < 2
+        fim = examples(tmp_path / f"fim-{b:05d}-of-00003.tfrecord")
+        assert len(fim) == len(plain) and all(len(ids) == 64 for ids, _ in fim)
+        assert any(not np.array_equal(a[0], c[0]) for a, c in zip(fim, plain)) or not plain
+    assert len(chunks[0]) > 4 and not chunks[2]
 
 
 def test_the_whole_pipeline_is_one_composite_and_its_counts_are_beam_counters(tmp_path, jsonl_corpus,

@@ -1,7 +1,8 @@
 """Fill-in-the-Middle as a stage: the algorithms of ``transforms.core.fim`` in thin DoFns.
 
-``ApplyFim``: ``Chunk`` -> ``Example`` (the paper's context-level FIM, after
-packing). ``ApplyDocumentFim``: ``TokenizedDocument`` -> ``TokenizedDocument``
+``FimStep`` runs ``fim_chunk``: ``Chunk`` -> ``Example`` (the paper's
+context-level FIM, after packing; ``transforms.shards`` runs it per bucket).
+``ApplyDocumentFim``: ``TokenizedDocument`` -> ``TokenizedDocument``
 (whole documents before packing, for the paper's ablation). Both also emit
 statistics: fragments, FIM/PSM/SPM fragments, FIM tokens, trimmed and padding
 tokens, the fragment length histogram.
@@ -13,9 +14,9 @@ from typing import Callable
 
 import apache_beam as beam
 
-from transforms.core.fim import fim_chunk, fim_document
+from transforms.core.fim import fim_document
 from transforms.core.tokenizer import TokenizerHandle
-from transforms.schema import Chunk, Example, FimConfig, Stats, TokenizedDocument
+from transforms.schema import FimConfig, Stats, TokenizedDocument
 from transforms.stats import StepWithStats
 
 
@@ -35,17 +36,6 @@ class FimStep:
         output, counts = self._transform(element, self._seed, self._config, self._tokenizer)
         stats.update(counts)
         yield output
-
-
-class ApplyFim(beam.PTransform):
-    """``PCollection[Chunk]`` -> ``{'examples': PCollection[Example], 'stats': PCollection[Stats]}``."""
-
-    def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
-        super().__init__()
-        self._step = FimStep(fim_chunk, tokenizer, seed, config)
-
-    def expand(self, chunks):
-        return chunks | "FimChunk" >> StepWithStats("fim", self._step, "examples", Chunk, Example)
 
 
 class ApplyDocumentFim(beam.PTransform):

@@ -21,8 +21,9 @@ An uncompressed JSONL file larger than ``split_bytes`` is read in byte
 ranges, each by whichever worker takes it, as Beam's text source splits:
 a range holds the lines that start inside it. Records are named by their
 byte position, so the output does not depend on how a file was split.
-Compressed files and Parquet files are read whole, one worker each; a
-``Reshuffle`` after reading spreads their tokenization over all workers.
+Compressed files and Parquet files are read whole, one worker each; where
+one is large, a ``Reshuffle`` after reading spreads its tokenization over
+all workers.
 """
 
 from __future__ import annotations
@@ -407,14 +408,23 @@ class ReadRangeStep:
 
 class ReadDocuments(beam.PTransform):
     """``PCollection[InputFile]`` -> ``{'documents': PCollection[Document], 'rejected':
-    PCollection[Rejected], 'stats': PCollection[Stats]}``."""
+    PCollection[Rejected], 'stats': PCollection[Stats]}``.
+
+    ``respread``: pass the documents through a ``Reshuffle``, so that what
+    one worker read whole is tokenized by all. That moves the corpus's text
+    through a shuffle, which a local runner holds in memory whole, so a run
+    wants it only where some file is read whole and is large
+    (``pipeline.options.needs_respread``).
+    """
 
     def __init__(self, text_field: str = "content", id_field: Optional[str] = None,
                  max_file_bytes: int = 10 << 20, split_bytes: int = DEFAULT_SPLIT_BYTES,
-                 language_field: Optional[str] = None, repository: Optional[tuple[str, str]] = None):
+                 language_field: Optional[str] = None, repository: Optional[tuple[str, str]] = None,
+                 respread: bool = True):
         super().__init__()
         self._reader = RecordReader(text_field, id_field, max_file_bytes, language_field, repository)
         self._split_bytes = split_bytes
+        self._respread = respread
 
     def expand(self, files):
         results = (files
@@ -424,8 +434,11 @@ class ReadDocuments(beam.PTransform):
                    | "ReadRanges" >> StepWithStats("read", ReadRangeStep(self._reader), "documents",
                                                    input_type=FileRange, output_type=Document,
                                                    tagged={Rejected: "rejected"}))
+        documents = results["documents"]
+        if self._respread:
+            documents = documents | "BreakFusion" >> beam.Reshuffle()
         return {
-            "documents": results["documents"] | "BreakFusion" >> beam.Reshuffle(),
+            "documents": documents,
             "rejected": results["rejected"],
             "stats": results["stats"],
         }

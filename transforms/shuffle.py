@@ -1,8 +1,9 @@
 """Seeded global shuffle of tokenized documents, and exact de-duplication where copies meet.
 
-In: ``TokenizedDocument``. Out: ``{'buckets': (bucket, documents) with the
-documents of each bucket in their shuffled order, 'stats': ...}``; statistics:
-duplicates_removed, duplicate_text_bytes_removed, duplicate_tokens_removed.
+In: ``TokenizedDocument``. Out: ``{'buckets': (bucket, documents) for every
+bucket, empty or not, with its documents in their shuffled order, 'stats':
+...}``; statistics: duplicates_removed, duplicate_text_bytes_removed,
+duplicate_tokens_removed.
 
 Each document's position in the shuffled corpus is a keyed hash of the seed
 and its content (``transforms.core.hashing.shuffle_key``), so the order
@@ -11,6 +12,11 @@ retries. The hash also assigns the document to one of ``num_buckets``
 buckets; the concatenation of buckets in bucket order is one random
 permutation of the corpus, and each bucket is small enough to sort in one
 worker's memory.
+
+A document crosses the shuffle with its ids compressed (zstd, level 1):
+about 0.26 bytes per byte of source code instead of 0.57 for 16-bit ids.
+A local runner holds everything shuffled in memory, several times over, and
+Dataflow bills shuffled bytes; compressing costs about 1% of tokenizing.
 
 Identical documents share a content hash, so a key, so a bucket: exact
 de-duplication (``dedup=True``) costs no shuffle of its own. A near-duplicate
@@ -21,28 +27,50 @@ cluster; nothing here would change.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import apache_beam as beam
+import numpy as np
+import zstandard
 
 from transforms.core.hashing import shuffle_key
 from transforms.schema import Stats, TokenizedDocument
 from transforms.stats import StepWithStats
 
 
+class CompressedIds(NamedTuple):
+    """A document's ids as they cross the shuffle: zstd-compressed, with their dtype and count."""
+
+    data: bytes
+    dtype: str
+    count: int
+
+
+def compressed(doc: TokenizedDocument) -> TokenizedDocument:
+    ids = doc.ids
+    return doc._replace(ids=CompressedIds(zstandard.compress(ids.tobytes(), level=1), ids.dtype.str, len(ids)))
+
+
+def decompressed(doc: TokenizedDocument) -> TokenizedDocument:
+    ids = doc.ids
+    return doc._replace(ids=np.frombuffer(zstandard.decompress(ids.data), dtype=ids.dtype))
+
+
 def keyed_by_bucket(doc, seed, num_buckets):
-    """``(bucket, (shuffle key, doc))``: which bucket a ``TokenizedDocument`` goes to, and its place there.
+    """``(bucket, (shuffle key, doc))``: which bucket a ``TokenizedDocument`` goes to, and its place there;
+    its ids compressed (``decompressed`` restores them).
 
     Not annotated: Beam reads annotations as type hints, and would code the
     64-bit unsigned key as a signed varint.
     """
     key = shuffle_key(seed, doc.content_hash)
-    return key % num_buckets, (key, doc)
+    return key % num_buckets, (key, compressed(doc))
 
 
 def sorted_bucket(keyed: Iterable[tuple[int, TokenizedDocument]], seed: int, dedup: bool = False,
                   stats: Stats = None) -> list[TokenizedDocument]:
-    """A bucket's documents in shuffled order; with ``dedup`` one of each set of identical ones.
+    """A bucket's documents (from ``keyed_by_bucket``) in shuffled order, ids decompressed; with ``dedup``
+    one of each set of identical ones.
 
     Identical documents (licence headers, vendored files) sit side by side
     once sorted. With ``dedup`` every copy after the first is dropped (copies
@@ -51,7 +79,8 @@ def sorted_bucket(keyed: Iterable[tuple[int, TokenizedDocument]], seed: int, ded
     from its content and its copy number, so the copies scatter over the
     bucket instead of being packed into the same contexts.
     """
-    ordered = sorted(keyed, key=lambda kd: (kd[0], kd[1].content_hash))
+    # None marks the bucket as one to emit (ShuffleDocuments), documents or not.
+    ordered = sorted((kd for kd in keyed if kd is not None), key=lambda kd: (kd[0], kd[1].content_hash))
     rekeyed, previous, copy = [], None, 0
     for key, doc in ordered:
         copy = copy + 1 if (key, doc.content_hash) == previous else 0
@@ -59,12 +88,12 @@ def sorted_bucket(keyed: Iterable[tuple[int, TokenizedDocument]], seed: int, ded
         if copy and dedup:
             stats["duplicates_removed"] += 1
             stats["duplicate_text_bytes_removed"] += doc.text_bytes
-            stats["duplicate_tokens_removed"] += len(doc.ids)
+            stats["duplicate_tokens_removed"] += doc.ids.count
             continue
         if copy:
             key = shuffle_key(seed, doc.content_hash + copy.to_bytes(8, "little"))
         rekeyed.append((key, doc))
-    return [doc for _, doc in sorted(rekeyed, key=lambda kd: (kd[0], kd[1].content_hash))]
+    return [decompressed(doc) for _, doc in sorted(rekeyed, key=lambda kd: (kd[0], kd[1].content_hash))]
 
 
 class SortBucketStep:
@@ -88,7 +117,10 @@ class ShuffleDocuments(beam.PTransform):
         self._step = SortBucketStep(seed, dedup)
 
     def expand(self, documents):
-        return (documents
-                | "KeyByHash" >> beam.Map(keyed_by_bucket, self._seed, self._num_buckets)
+        every_bucket = (documents.pipeline
+                        | "EveryBucket" >> beam.Create([(b, None) for b in range(self._num_buckets)]))
+        return ((documents | "KeyByHash" >> beam.Map(keyed_by_bucket, self._seed, self._num_buckets),
+                 every_bucket)
+                | "WithEveryBucket" >> beam.Flatten()
                 | "GroupBuckets" >> beam.GroupByKey()
                 | "SortBucket" >> StepWithStats("shuffle", self._step, "buckets"))

@@ -1,7 +1,5 @@
 """Writing examples and dead letters to deterministic shards, then metadata.json.
 
-``WriteExamples``: ``Example`` -> ``train-SSSSS-of-NNNNN.tfrecord`` files of
-serialized ``tf.train.Example``; returns ``ShardInfo`` per file.
 ``WriteRejected``: ``Rejected`` -> ``errors/rejected-SSSSS-of-NNNNN.jsonl``.
 ``WriteMetadata``: statistics and shard infos -> ``metadata.json``, written
 after every shard exists, so its presence means the dataset is complete.
@@ -11,10 +9,10 @@ when complete, so a file under a final name is always whole: a full disk, a
 kill or a failed bundle leaves at most a temporary file, which the next run
 removes.
 
-Which shard an element goes to and its place in that shard depend only on a
-hash of its identity (``transforms.core.hashing.shard_key``), so the files are
-byte-identical on every runner and worker count. Every shard is written,
-empty or not, so readers can rely on ``-of-NNNNN``.
+Which shard a dead letter goes to and its place in that shard depend only on
+its source and position, so the files are byte-identical on every runner and
+worker count. Every shard is written, empty or not, so readers can rely on
+``-of-NNNNN``. The examples' shards are written by ``transforms.shards``.
 """
 
 from __future__ import annotations
@@ -29,13 +27,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import connect_anonymously_to_emulator
-from transforms.core.hashing import rejected_shard_key, shard_key
-from transforms.core.records import example_record, tfrecord_frame
+from transforms.core.hashing import rejected_shard_key
 from transforms.output_lock import check_lock_holder, release_lock
 from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, EVAL_TASKS, EXAMPLE_PREFIXES,
                                FRAGMENT_HISTOGRAM_PREFIX, HISTOGRAM_PREFIXES, INPUT_BYTES, INPUT_FILES,
                                INPUT_FINGERPRINT, METADATA_FILE, MIDDLE_HISTOGRAM_PREFIX, REJECTED_PREFIX,
-                               REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, SPLIT_PREFIX, TRAIN_PREFIX,
+                               REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, SPLIT_PREFIX,
                                CONTAMINATION_PREFIX, Rejected, ShardInfo)
 
 logger = logging.getLogger(__name__)
@@ -111,31 +108,6 @@ class WriteSortedShards(beam.PTransform):
                 | "WithEveryShard" >> beam.Flatten()
                 | "GroupShards" >> beam.GroupByKey()
                 | "WriteShard" >> beam.ParDo(self._fn).with_output_types(ShardInfo))
-
-
-class WriteExamples(beam.PTransform):
-    """``PCollection[Example]`` -> ``PCollection[ShardInfo]`` of ``OUTPUT/PREFIX-*.tfrecord``
-    (``train``, or a held-out split's name)."""
-
-    def __init__(self, output_dir: str, num_shards: int, seed: int, prefix: str = TRAIN_PREFIX):
-        super().__init__()
-        self._output_dir = output_dir
-        self._num_shards = num_shards
-        self._seed = seed
-        self._prefix = prefix
-
-    def expand(self, examples):
-        seed, num_shards = self._seed, self._num_shards
-
-        # Not annotated: Beam would code the 64-bit unsigned key as a signed varint.
-        def keyed_record(example):
-            key = shard_key(seed, example.bucket, example.index)
-            return key % num_shards, (key, example_record(example))
-
-        return (examples
-                | "Serialize" >> beam.Map(keyed_record)
-                | "Write" >> WriteSortedShards(FileSystems.join(self._output_dir, self._prefix),
-                                               num_shards, ".tfrecord", tfrecord_frame))
 
 
 class _WriteEvalSetFn(beam.DoFn):

@@ -67,7 +67,7 @@ class WordCache:
     so the lock costs no parallelism.
     """
 
-    def __init__(self, encoder, splits: tuple, dtype, max_words: int = 1 << 20, max_word_chars: int = 256):
+    def __init__(self, encoder, splits: tuple, dtype, max_words: int = 1 << 17, max_word_chars: int = 256):
         self._encoder = encoder
         self._dtype = np.dtype(dtype)
         # Stands for the separator among ids: -1, which no id is. Every

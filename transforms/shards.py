@@ -1,0 +1,120 @@
+"""A split's shards from its shuffled buckets: pack, FIM, serialize and write, one bucket per shard.
+
+In: ``(bucket, documents)`` in shuffled order (``ShuffleDocuments``). Out:
+``ShardInfo`` of each file written, ``PREFIX-BBBBB-of-NNNNN.tfrecord`` for
+each bucket ``BBBBB`` and each ``ShardCopy`` (the training split has one; a
+held-out split one per held-out FIM rate, cut from the same chunks), and
+statistics: chunks, then each copy's FIM counts (``transforms.core.fim``),
+under the copy's ``stats_prefix``.
+
+Why one step per bucket: examples are written where they are made. None is
+held beside the others or moved through a second shuffle, which a local
+runner would keep in memory whole (serialized examples are about 1.4 bytes
+per byte of input text, and Beam's in-memory grouping holds them twice).
+Only the bucket in hand is in memory: its documents, its chunks and the
+record being written. So the bucket is the unit of parallel work after the
+shuffle, and the number of buckets is the number of shards
+(``pipeline.options.default_num_shards``).
+
+Inside a shard, the chunks come in the order of a keyed hash of (seed,
+bucket, index) (``transforms.core.hashing.shard_key``), so a document cut
+across two chunks does not land in consecutive records. Each chunk's FIM is
+seeded by the same identity, so no byte depends on the runner, on the worker
+that wrote the shard or on a retry; a retried bundle writes its files again
+under new temporary names and renames them over the same final ones.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.beam_workarounds import connect_anonymously_to_emulator
+from transforms.core.fim import fim_chunk
+from transforms.core.hashing import shard_key
+from transforms.core.records import example_record, tfrecord_frame
+from transforms.core.tokenizer import TokenizerHandle
+from transforms.fim import FimStep
+from transforms.pack import PackStep
+from transforms.schema import FimConfig, ShardInfo, Stats, TokenizedDocument
+from transforms.stats import StepWithStats
+from transforms.write import shard_path, write_atomically
+
+
+class ShardCopy(NamedTuple):
+    """One set of files made from a split's chunks: ``prefix`` (``train``, ``validation_ar``...), its FIM
+    settings, and the prefix of its FIM statistics."""
+
+    prefix: str
+    fim: FimConfig
+    stats_prefix: str = ""
+
+
+def prefixed_update(stats: Stats, counts: Stats, prefix: str) -> None:
+    stats.update({prefix + key: value for key, value in counts.items()} if prefix else counts)
+
+
+class ShardStep:
+    """``(bucket, documents)`` -> ``ShardInfo`` per copy: the bucket's shard files, written."""
+
+    def __init__(self, output_dir: str, num_shards: int, seed: int, copies: tuple[ShardCopy, ...],
+                 tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = ""):
+        self._output_dir = output_dir
+        self._num_shards = num_shards
+        self._seed = seed
+        self._copies = copies
+        self._stats_prefix = stats_prefix
+        # Packing needs only the context length, which every copy shares.
+        self._pack = PackStep(copies[0].fim.context_length, eot, keep_whole_reserve)
+        self._fims = [FimStep(fim_chunk, tokenizer, seed, copy.fim) for copy in copies]
+
+    def setup(self):
+        connect_anonymously_to_emulator()
+        for fim in self._fims:
+            fim.setup()
+
+    def __call__(self, bucket_and_documents: tuple[int, list[TokenizedDocument]], stats: Stats):
+        bucket = bucket_and_documents[0]
+        counts: Stats = Counter()
+        chunks = list(self._pack(bucket_and_documents, counts))
+        prefixed_update(stats, counts, self._stats_prefix)
+        order = sorted(range(len(chunks)), key=lambda index: shard_key(self._seed, bucket, index))
+        for copy, fim in zip(self._copies, self._fims):
+            counts = Counter()
+
+            def write(f) -> tuple[int, int]:
+                size = 0
+                for index in order:
+                    for example in fim(chunks[index], counts):
+                        record = example_record(example)
+                        f.write(tfrecord_frame(record))
+                        size += len(record)
+                return len(order), size
+
+            path = shard_path(FileSystems.join(self._output_dir, copy.prefix), bucket, self._num_shards,
+                              ".tfrecord")
+            records, size = write_atomically(path, write)
+            prefixed_update(stats, counts, copy.stats_prefix)
+            yield ShardInfo(path, records, size)
+
+
+class WriteShards(beam.PTransform):
+    """``PCollection[(bucket, documents)]`` -> ``{'shards': PCollection[ShardInfo], 'stats': ...}``.
+
+    Every bucket from 0 to ``num_shards - 1`` must come once, empty or not
+    (``ShuffleDocuments`` sees to it), so every shard exists and readers can
+    rely on ``-of-NNNNN``. ``keep_whole_reserve``: see ``transforms.core.packing``.
+    ``stats_prefix``: put before the packing counts (a held-out split's).
+    """
+
+    def __init__(self, output_dir: str, num_shards: int, seed: int, copies: tuple[ShardCopy, ...],
+                 tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = ""):
+        super().__init__()
+        self._step = ShardStep(output_dir, num_shards, seed, copies, tokenizer, eot, keep_whole_reserve,
+                               stats_prefix)
+
+    def expand(self, buckets):
+        return buckets | "PackFimWrite" >> StepWithStats("shards", self._step, "shards", output_type=ShardInfo)
