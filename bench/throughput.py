@@ -22,28 +22,34 @@ numbers depend on the machine; only ratios taken in the same run are comparable.
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import os
 import resource
 import shutil
+import subprocess
+import sys
+import sysconfig
 import tempfile
 import threading
 import time
 from collections import Counter
+from typing import Optional
 
 import psutil
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import defaults
 from pipeline.cli import main as fimflow
-from pipeline.options import RunPlan, plan_run, resolve_inputs
+from pipeline.options import RunPlan, available_cores, plan_run, resolve_inputs
 from transforms.core.fim import fim_chunk
 from transforms.core.records import example_record
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerHandle, read_model_bytes
 from transforms.fim import FimStep
 from transforms.pack import PackStep
 from transforms.read import ReadRangeStep, RecordReader, split_ranges
-from transforms.schema import Document
+from transforms.schema import Document, InputSelection
 from transforms.shuffle import keyed_by_bucket, sorted_bucket
 from transforms.tokenize import MAX_ENCODE_CHARS, TokenizeBatchStep
 
@@ -98,7 +104,7 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
     read.setup()
     docs = timed("read", lambda: [d for file in plan.files for part in split_ranges(file, plan.split_bytes)
                                   for d in read(part, stats) if isinstance(d, Document)])
-    tokenize = TokenizeBatchStep(handle, os.cpu_count() or 1, 1, MAX_ENCODE_CHARS)
+    tokenize = TokenizeBatchStep(handle, available_cores(), 1, MAX_ENCODE_CHARS)
     tokenize.setup()
     try:
         tokenized = timed("tokenize", lambda: [t for start in range(0, len(docs), 64)
@@ -125,23 +131,32 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
 
 
 class PeakMemory:
-    """The peak of the summed RSS of this process and its descendants while in the ``with`` block.
+    """The peak of the summed RSS of a process (default: this one) and its descendants while in the
+    ``with`` block.
 
     Sampled, because ``getrusage`` gives each process's own peak only, and a
     child's includes the parent's pages it shared before it ran ``exec``.
     """
 
-    def __init__(self, interval: float = 0.25):
+    def __init__(self, interval: float = 0.25, pid: Optional[int] = None):
         self._interval = interval
+        self._pid = pid
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self.peak_bytes = 0
 
     def _sample(self):
-        me = psutil.Process()
+        try:
+            root = psutil.Process(self._pid)
+        except psutil.NoSuchProcess:
+            return
         while not self._stop.wait(self._interval):
             total = 0
-            for process in [me, *me.children(recursive=True)]:
+            try:
+                processes = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:  # It ended.
+                return
+            for process in processes:
                 try:
                     total += process.memory_info().rss
                 except psutil.NoSuchProcess:  # It exited meanwhile.
@@ -187,17 +202,124 @@ def progress_cpu_share() -> float:
     return 4 * write / PROGRESS_INTERVAL_SECONDS + read / 0.5
 
 
+def distinct_texts(patterns, limit_bytes: int) -> list[str]:
+    """Real text that never repeats, up to ``limit_bytes`` of UTF-8: the documents of ``patterns``
+    (default: this Python's standard library, then the sources of its installed packages), each distinct
+    text once. A repeated corpus would let the word cache hit everything and flatter any steady state."""
+    if patterns:
+        selections = [InputSelection(tuple(patterns), (), ())]
+    else:
+        packages = sysconfig.get_paths()["purelib"]
+        selections = [defaults.default_corpus(), InputSelection((packages,), ("*.py",), ("*/__pycache__/*",))]
+    reader, seen, texts, total = RecordReader(), set(), [], 0
+    for selection in selections:
+        for file in resolve_inputs(*selection):
+            for doc in reader.read(file.path):
+                if total >= limit_bytes:
+                    return texts
+                if isinstance(doc, Document) and doc.text.strip() and doc.text not in seen:
+                    seen.add(doc.text)
+                    texts.append(doc.text)
+                    total += len(doc.text.encode("utf-8"))
+    return texts
+
+
+def write_jsonl(path: str, texts: list[str]) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"content": t}) + "\n" for t in texts)
+    return path
+
+
+def pinned_raw_seconds(texts: list[str], tokenizer: Tokenizer, cpus: list[int]) -> float:
+    """SentencePiece alone with a thread per core of ``cpus``, its threads pinned to them."""
+    everything = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        return raw_encoding(texts, tokenizer, threads=len(cpus))[0]
+    finally:
+        os.sched_setaffinity(0, everything)
+
+
+def pinned_run(argv: list[str], cpus: list[int]) -> tuple[float, int, int]:
+    """``fimflow run ARGV`` as its own process, pinned to ``cpus`` (so it sees that many cores and picks its
+    mode from them, as on a machine that size): seconds, peak RSS summed over its processes, exit code."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--quiet", *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+    with PeakMemory(pid=process.pid) as memory:
+        _, err = process.communicate()
+    seconds = time.perf_counter() - start
+    if process.returncode:
+        sys.stderr.write(err.decode(errors="replace")[-3000:])
+    return seconds, memory.peak_bytes, process.returncode
+
+
+def scaling(args, extra: list[str]) -> dict:
+    """Ratio to raw SentencePiece at 1, 2 and all cores, whole-process and steady state (between a 1x and
+    a 3x corpus of distinct real text), and the peak summed RSS of both runs at all cores."""
+    cpus = sorted(os.sched_getaffinity(0))
+    counts = sorted({n for n in (1, 2, len(cpus)) if n <= len(cpus)})
+    texts = distinct_texts(args.input, int(3 * args.limit_mb * 1e6))
+    sizes = list(itertools.accumulate(len(t.encode("utf-8")) for t in texts))
+    one = bisect.bisect_left(sizes, args.limit_mb * 1e6) + 1
+    corpora = {"1x": (texts[:one], sizes[one - 1]), "3x": (texts, sizes[-1])}
+    tokenizer = Tokenizer(read_model_bytes(args.tokenizer), SpecialTokenNames())
+    out = tempfile.mkdtemp(prefix="fimflow-scaling-")
+    rows = []
+    try:
+        paths = {name: write_jsonl(f"{out}/{name}.jsonl", corpus) for name, (corpus, _) in corpora.items()}
+
+        def run(name: str, n: int) -> tuple[float, int, int]:
+            return pinned_run(["--input", paths[name], "--output", f"{out}/out-{name}-{n}", "--overwrite",
+                               "--tokenizer", args.tokenizer, "--context_length", str(args.context_length),
+                               "--fim_rate", "0.5", *extra], cpus[:n])
+
+        # Untimed: the first run reads the corpus and Python's modules from disk.
+        pinned_run(["--input", write_jsonl(f"{out}/warmup.jsonl", texts[:20]), "--output", f"{out}/warmup",
+                    "--tokenizer", args.tokenizer], cpus)
+        for n in counts:
+            raw = {name: pinned_raw_seconds(corpus, tokenizer, cpus[:n]) for name, (corpus, _) in corpora.items()}
+            runs = {name: run(name, n) for name in corpora}
+            (raw1, raw3), ((run1, peak1, code1), (run3, peak3, code3)) = raw.values(), runs.values()
+            rows.append({
+                "cores": n, "raw_mb_s": round(corpora["3x"][1] / 1e6 / raw3, 2),
+                "fimflow_seconds_1x": round(run1, 1), "fimflow_seconds_3x": round(run3, 1),
+                "whole_ratio_3x": round(raw3 / run3, 3),
+                "steady_ratio": round((raw3 - raw1) / (run3 - run1), 3) if run3 > run1 else None,
+                "peak_rss_mb_1x": round(peak1 / 2**20), "peak_rss_mb_3x": round(peak3 / 2**20),
+                "marginal_rss_bytes_per_input_byte": round((peak3 - peak1) / (corpora["3x"][1] - corpora["1x"][1]),
+                                                           2),
+                "exit_codes": [code1, code3]})
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    result = {"input_mb_1x": round(corpora["1x"][1] / 1e6, 1), "input_mb_3x": round(corpora["3x"][1] / 1e6, 1),
+              "documents_3x": len(texts), "cores_available": len(cpus), "rows": rows}
+    print(f"corpus: {result['input_mb_1x']} MB (1x) and {result['input_mb_3x']} MB (3x) of distinct text, "
+          f"{len(cpus)} cores")
+    for row in rows:
+        print("  ".join(f"{k} {v}" for k, v in row.items()))
+    return result
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", action="append", help="Corpus (default: the Python standard library).")
     parser.add_argument("--limit_mb", type=float, default=1000.0, help="Use at most this much of the corpus.")
-    parser.add_argument("--mode", choices=("in_process", "multi_processing"), default="in_process")
+    parser.add_argument("--mode", choices=("default", "in_process", "multi_processing"), default="default",
+                        help="default: no running-mode flag, as a user runs it (fimflow picks the mode).")
+    parser.add_argument("--scaling", action="store_true",
+                        help="Instead: each fimflow run as its own process on 1, 2 and all cores, on a 1x "
+                             "(--limit_mb) and a 3x corpus of distinct real text; ratios whole and steady, and "
+                             "peak memory at both sizes.")
     parser.add_argument("--tokenizer", default=defaults.bundled_tokenizer_path())
     parser.add_argument("--context_length", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=1,
                         help="Rounds of (raw, pipeline); the ratio is the median of the rounds' ratios, "
                              "which a shared, noisy machine needs.")
     args, extra = parser.parse_known_args(argv)
+    if args.scaling:
+        return scaling(args, extra)
     texts = load_corpus(corpus_files(args.input, int(args.limit_mb * 1e6)))
     size = sum(len(t.encode("utf-8")) for t in texts)
     tokenizer = Tokenizer(read_model_bytes(args.tokenizer), SpecialTokenNames())
@@ -208,8 +330,9 @@ def main(argv=None) -> dict:
         f.writelines(json.dumps({"content": t}) + "\n" for t in texts)
     with open(f"{out}/warmup.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps({"content": t}) + "\n" for t in texts[:20])
-    runner = ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"] \
-        if args.mode == "multi_processing" else []
+    runner = {"default": [], "in_process": ["--direct_running_mode=in_memory"],
+              "multi_processing": ["--direct_running_mode=multi_processing",
+                                   f"--direct_num_workers={available_cores()}"]}[args.mode]
 
     def run_args(path: str, output: str) -> list[str]:
         return ["--input", path, "--output", f"{out}/{output}", "--tokenizer", args.tokenizer,
@@ -227,7 +350,7 @@ def main(argv=None) -> dict:
             startup_seconds = time.perf_counter() - start
             for index in range(args.repeat):
                 # Each round measures the limit right before the pipeline, so both see the same load.
-                raw_seconds, tokens = raw_encoding(texts, tokenizer, threads=os.cpu_count() or 1)
+                raw_seconds, tokens = raw_encoding(texts, tokenizer, threads=available_cores())
                 start, cpu_start = time.perf_counter(), _cpu_seconds()
                 code = run_pipeline(corpus, f"data{index}")
                 pipeline_seconds, pipeline_cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start

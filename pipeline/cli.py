@@ -64,7 +64,9 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
     from pipeline.build import FimflowPipeline
-    from pipeline.options import FimflowOptions, UsageError, checked_argv, is_direct, plan_run
+    from pipeline.memory import configure_malloc
+    from pipeline.options import (LOCAL_MODE_FLAGS, FimflowOptions, UsageError, checked_argv, is_direct,
+                                  local_worker_processes, plan_run)
     from pipeline.processes import end_descendants, ended_cleanly
     from transforms.beam_workarounds import local_runner
     from transforms.output_lock import OutputBusyError, OutputLock
@@ -79,8 +81,9 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
         parser.print_help()
         return 0
     try:
-        options = PipelineOptions(checked_argv(argv))
-        plan = plan_run(options)
+        checked = checked_argv(argv)
+        options = PipelineOptions(checked)
+        plan = plan_run(options, pick_local_mode=not any(a.split("=")[0] in LOCAL_MODE_FLAGS for a in checked))
     except UsageError as e:
         logger.error("fimflow run: error: %s", e)
         return 2
@@ -95,7 +98,10 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
     # no lock, no clearing. A Flex Template launch writes the one job about to run.
     template = None if launches_job else options.view_as(GoogleCloudOptions).template_location
     # Locally, the Python runner every test runs on; never Prism by surprise.
-    runner = local_runner(options) if is_direct(options) else None
+    runner = None
+    if is_direct(options):
+        runner = local_runner(options)
+        configure_malloc()
     pipeline = beam.Pipeline(runner=runner, options=options)
     lock = OutputLock(plan.output)
     _ = pipeline | "Fimflow" >> FimflowPipeline(plan, None if template else lock.run_id)
@@ -110,7 +116,9 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
         except OutputBusyError as e:
             logger.error("fimflow run: error: %s", e)
             return 2
-        logger.info("fimflow: %d input file(s) -> %s (%d shards)", len(plan.files), plan.output, plan.num_shards)
+        workers = local_worker_processes(options) if is_direct(options) else 0
+        logger.info("fimflow: %d input file(s) -> %s (%d shards%s)", len(plan.files), plan.output, plan.num_shards,
+                    f", {workers} worker processes" if workers else "")
         try:
             return _run_holding(pipeline, plan, options, lock, start)
         except KeyboardInterrupt:

@@ -43,12 +43,20 @@ MIN_SHARD_INPUT_BYTES = 2 << 20
 WIDE_SHARDS = 64
 MIN_SPLIT_BYTES = 1 << 20
 COMPRESSED_SIZE_FACTOR = 4
-# The in-process runner keeps the data between stages in memory. Peak RSS over all of a run's
-# processes, measured with bench/throughput.py: 481 MB for 10.4 MB of the standard library's text
-# and 771 MB for 30.1 MB; 735 MB for 33.8 MB of site-packages sources and 1,625 MB for 90.0 MB
-# (15.8 bytes per byte of text between those two).
-LOCAL_BASE_MEMORY_BYTES = 330 << 20
-LOCAL_MEMORY_PER_TEXT_BYTE = 16
+# A local run that names no running mode runs in one process (the in-process runner, tokenizing
+# spread over helper processes) below this much text, and with one SDK worker process per core
+# from it up, where the workers' start-up repays itself. On 2 cores (bench/throughput.py), worker
+# processes took 1.4x longer than one process at 3 MB of code, as long at 15 MB, and 0.7x at
+# 30 MB; on a 16-core machine, 0.72x at 160 MB before the stages after the shuffle were widened.
+LOCAL_WORKERS_MIN_TEXT_BYTES = 16 << 20
+LOCAL_MODE_FLAGS = ("--direct_running_mode", "--direct_num_workers")
+# Peak RSS summed over a local run's processes, rounded up from bench/throughput.py --scaling (with
+# pipeline.memory's malloc settings): a fixed part, a part per SDK worker process or tokenizer helper
+# (each holds a model, word caches and one shard's data), and a part per byte of text (the shuffle's
+# compressed ids, held by the runner; about 1 byte per byte measured).
+LOCAL_BASE_MEMORY_BYTES = 300 << 20
+LOCAL_WORKER_MEMORY_BYTES = 300 << 20
+LOCAL_MEMORY_PER_TEXT_BYTE = 2
 # Flags of earlier versions, and what replaced them.
 REMOVED_OPTIONS = {"--num_buckets": " (merged into --num_shards: each shard is one shuffle bucket)"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -253,14 +261,43 @@ def _runs_in_one_process(options: PipelineOptions) -> bool:
     return is_direct(options) and options.view_as(DirectOptions).direct_running_mode == "in_memory"
 
 
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the system has one (``taskset`` and
+    container limits narrow it), else every core."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # Not Linux.
+        return os.cpu_count() or 1
+
+
+def local_worker_processes(options: PipelineOptions) -> int:
+    """SDK worker processes of a local run: 0 in one process, else ``--direct_num_workers`` (0: every core)."""
+    if _runs_in_one_process(options):
+        return 0
+    return options.view_as(DirectOptions).direct_num_workers or available_cores()
+
+
+def choose_local_mode(options: PipelineOptions, text_bytes: int, available: Optional[int]) -> None:
+    """For a local run that names no running mode: one SDK worker process per core, as many as
+    ``available`` memory holds, from ``LOCAL_WORKERS_MIN_TEXT_BYTES`` of text up on a machine with
+    several cores; else the run stays in one process. Which changes no byte of the output."""
+    workers = available_cores() if text_bytes >= LOCAL_WORKERS_MIN_TEXT_BYTES else 0
+    if available is not None:
+        workers = min(workers, (available - local_memory_need(text_bytes, 0)) // LOCAL_WORKER_MEMORY_BYTES)
+    if workers >= 2:
+        direct = options.view_as(DirectOptions)
+        direct.direct_running_mode = "multi_processing"
+        direct.direct_num_workers = int(workers)
+
+
 def default_tokenizer_processes(options: PipelineOptions) -> int:
     """Every core where one process runs the whole pipeline, one process elsewhere."""
-    return (os.cpu_count() or 1) if _runs_in_one_process(options) else 1
+    return available_cores() if _runs_in_one_process(options) else 1
 
 
 def default_tokenizer_threads(options: PipelineOptions, processes: int) -> int:
     """The cores left per tokenizing process where one process runs the whole pipeline, one thread elsewhere."""
-    return max(1, (os.cpu_count() or 1) // processes) if _runs_in_one_process(options) else 1
+    return max(1, available_cores() // processes) if _runs_in_one_process(options) else 1
 
 
 class _FlagCollector:
@@ -405,17 +442,24 @@ def needs_respread(files: list[InputFile], one_process: bool) -> bool:
                                    for f in files)
 
 
-def check_local_memory(text_bytes: int, available: Optional[int]) -> None:
-    """Raises ``UsageError`` when a local run of ``text_bytes`` would not fit in ``available`` memory."""
-    need = LOCAL_BASE_MEMORY_BYTES + LOCAL_MEMORY_PER_TEXT_BYTE * text_bytes
+def local_memory_need(text_bytes: int, workers: int) -> int:
+    """Peak memory of a local run of ``text_bytes`` of text with ``workers`` SDK worker processes."""
+    return LOCAL_BASE_MEMORY_BYTES + workers * LOCAL_WORKER_MEMORY_BYTES + LOCAL_MEMORY_PER_TEXT_BYTE * text_bytes
+
+
+def check_local_memory(text_bytes: int, available: Optional[int], workers: int = 0) -> None:
+    """Raises ``UsageError`` when a local run of ``text_bytes`` with ``workers`` worker or helper processes
+    would not fit in ``available`` memory (None: unknown, or not checked)."""
+    need = local_memory_need(text_bytes, workers)
     if available is None or need <= available:
         return
-    fits = max(0, (available - LOCAL_BASE_MEMORY_BYTES) // LOCAL_MEMORY_PER_TEXT_BYTE)
+    fits = max(0, (available - local_memory_need(0, workers)) // LOCAL_MEMORY_PER_TEXT_BYTE)
+    processes = f" with {workers + 1} processes" if workers else ""
     raise UsageError(
-        f"about {text_bytes / 1e6:,.0f} MB of text needs about {need / 1e9:.1f} GB of memory on the local runner "
-        f"({LOCAL_MEMORY_PER_TEXT_BYTE} bytes per byte of text), and {available / 1e9:.1f} GB is available: run it "
-        f"on Dataflow (deploy/README.md), or locally in parts of at most {fits / 1e6:,.0f} MB of text "
-        "(--include/--exclude), or pass --memory_check=false to try anyway")
+        f"about {text_bytes / 1e6:,.0f} MB of text needs about {need / 1e9:.1f} GB of memory on the local runner"
+        f"{processes} ({LOCAL_MEMORY_PER_TEXT_BYTE} bytes per byte of text), and {available / 1e9:.1f} GB is "
+        f"available: run it on Dataflow (deploy/README.md), or locally in parts of at most {fits / 1e6:,.0f} MB "
+        "of text (--include/--exclude), or pass --memory_check=false to try anyway")
 
 
 def _estimated_text_bytes(files: list[InputFile]) -> int:
@@ -514,8 +558,12 @@ def check_benchmarks(paths: list[str], n: int) -> tuple[list, dict]:
     return files, counts
 
 
-def plan_run(options: PipelineOptions) -> RunPlan:
-    """Validates options and inputs; raises ``UsageError`` with one clear line."""
+def plan_run(options: PipelineOptions, pick_local_mode: bool = False) -> RunPlan:
+    """Validates options and inputs; raises ``UsageError`` with one clear line.
+
+    ``pick_local_mode``: the command line named no ``LOCAL_MODE_FLAGS``, so a
+    local run's mode may be chosen here (``choose_local_mode``), in ``options``.
+    """
     connect_anonymously_to_emulator()
     unknown = unknown_options(options)
     _check(not unknown, f"unknown option(s): {', '.join('--' + u for u in unknown)}")
@@ -573,9 +621,12 @@ def plan_run(options: PipelineOptions) -> RunPlan:
     benchmarks, benchmark_ngrams = check_benchmarks(o.decontaminate or [], o.decontaminate_ngram)
     check_output_outside_inputs(output, o.input or [], files)
     text_bytes = _estimated_text_bytes(files)
-    if is_direct(options) and o.memory_check:
-        check_local_memory(text_bytes, available_memory())
+    available = available_memory() if is_direct(options) and o.memory_check else None
+    if is_direct(options) and pick_local_mode:
+        choose_local_mode(options, text_bytes, available)
     processes = o.tokenizer_processes or default_tokenizer_processes(options)
+    # Each SDK worker, or each tokenizer helper of a run in one process, holds a model and word caches.
+    check_local_memory(text_bytes, available, local_worker_processes(options) or processes - 1)
     split_bytes = o.read_split_bytes or default_split_bytes(sum(f.size for f in files))
     return RunPlan(
         selection=selection,

@@ -87,11 +87,9 @@ def test_benchmark_runs_on_a_tiny_corpus():
 def test_tokenizer_processes_and_threads_default_to_every_core_only_in_process():
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.options import default_tokenizer_processes, default_tokenizer_threads
+    from pipeline.options import available_cores, default_tokenizer_processes, default_tokenizer_threads
 
-    import os
-
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     in_process = PipelineOptions([])
     assert default_tokenizer_processes(in_process) == cores
     assert default_tokenizer_threads(in_process, cores) == 1
@@ -210,20 +208,60 @@ def test_run_help_shows_a_line_of_help_and_the_default_of_every_option(capsys):
     assert "(default:None)" not in text
 
 
+def test_a_local_run_picks_its_mode_from_cores_size_and_memory(monkeypatch):
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    from pipeline import options
+
+    def mode(text_bytes, available, cores=16):
+        monkeypatch.setattr(options, "available_cores", lambda: cores)
+        chosen = PipelineOptions([])
+        options.choose_local_mode(chosen, text_bytes, available)
+        return chosen.view_as(DirectOptions).direct_running_mode, options.local_worker_processes(chosen)
+
+    big = options.LOCAL_WORKERS_MIN_TEXT_BYTES
+    assert mode(big - 1, None) == ("in_memory", 0)
+    assert mode(big, None) == ("multi_processing", 16)
+    # As many workers as the memory left after the text holds, and none below two.
+    assert mode(big, options.local_memory_need(big, 5) + 1) == ("multi_processing", 5)
+    assert mode(big, options.local_memory_need(big, 1)) == ("in_memory", 0)
+    assert mode(big, None, cores=1) == ("in_memory", 0)
+
+
+def test_the_cli_runs_big_inputs_on_worker_processes_unless_told_a_mode(tmp_path, jsonl_corpus, code_model_path,
+                                                                       monkeypatch, caplog):
+    import logging
+
+    from pipeline import options
+
+    corpus, _ = jsonl_corpus
+    monkeypatch.setattr(options, "LOCAL_WORKERS_MIN_TEXT_BYTES", 0)
+    monkeypatch.setattr(options, "available_cores", lambda: 2)
+    shards = []
+    for name, flags in (("picked", []), ("told", ["--direct_running_mode=in_memory"])):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pipeline.cli"):
+            assert cli.main(["run", "--input", str(corpus), "--output", str(tmp_path / name), "--tokenizer",
+                             code_model_path, "--context_length", "128", "--quiet", *flags]) == 0
+        assert ("2 worker processes" in caplog.text) == (name == "picked"), caplog.text
+        shards.append([p.read_bytes() for p in sorted((tmp_path / name).glob("train-*"))])
+    assert shards[0] == shards[1] and shards[0]
+
+
 def test_a_local_run_too_big_for_this_machines_memory_fails_at_once_with_what_to_do(tmp_path, code_model_path,
                                                                                     monkeypatch, capsys):
     from pipeline import options
 
     assert options.available_memory() > 0
     corpus = tmp_path / "a.jsonl"
-    corpus.write_text(json.dumps({"content": "x = 1\n" * 200_000}) + "\n")
-    # As if this machine had 340 MB available: past the runner's fixed 330 MB, room for about 0.7 MB of text.
-    monkeypatch.setattr(options, "available_memory", lambda: 340 << 20)
+    corpus.write_text(json.dumps({"content": "x = 1\n" * 700_000}) + "\n")
+    # As if this machine had 2 MiB available past the runner's fixed part: room for 1 MiB of text.
+    monkeypatch.setattr(options, "available_memory", lambda: options.LOCAL_BASE_MEMORY_BYTES + (2 << 20))
     argv = ["run", "--input", str(corpus), "--output", str(tmp_path / "out"), "--tokenizer", code_model_path,
-            "--context_length", "64", "--quiet"]
+            "--context_length", "64", "--quiet", "--tokenizer_processes", "1"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("fimflow run: error: about 1 MB of text needs about 0.4 GB") and "Dataflow" in err
+    assert err.startswith("fimflow run: error: about 5 MB of text needs about 0.3 GB") and "Dataflow" in err
     assert "in parts of at most 1 MB of text" in err
     assert "--memory_check=false" in err and "\n" not in err
     assert not (tmp_path / "out").exists()
