@@ -40,6 +40,22 @@ def configure_logging(level: str = "INFO") -> None:
     # Beam logs each failing DoFn with its traceback; fimflow reports the cause
     # in one line, and shows Beam's traceback at DEBUG.
     logging.getLogger(BEAM_DOFN_ERROR_LOGGER).setLevel(logging.NOTSET if level == "DEBUG" else logging.CRITICAL)
+    relay = logging.getLogger(WORKER_LOG_RELAY)
+    if not any(isinstance(f, _StartupNoise) for f in relay.filters):
+        relay.addFilter(_StartupNoise())
+
+
+# The multi-processing DirectRunner relays its SDK workers' log lines through this logger. Each
+# worker writes two warnings as it starts that say nothing about the run: fimflow's options, which
+# its own parser does not know, and the lack of a folder it uses on Dataflow only.
+WORKER_LOG_RELAY = "apache_beam.runners.portability.local_job_service"
+WORKER_STARTUP_NOISE = ("Discarding unparseable args", "No semi_persistent_directory found")
+
+
+class _StartupNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in WORKER_STARTUP_NOISE)
 
 USAGE = """usage: fimflow {run,train-tokenizer,inspect,report} [options]
 
@@ -67,7 +83,7 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
     from pipeline.memory import configure_malloc
     from pipeline.options import (LOCAL_MODE_FLAGS, FimflowOptions, UsageError, checked_argv, is_direct,
                                   local_worker_processes, plan_run)
-    from pipeline.processes import end_descendants, ended_cleanly
+    from pipeline.processes import ended_cleanly, exit_now
     from transforms.beam_workarounds import local_runner
     from transforms.output_lock import OutputBusyError, OutputLock
     from transforms.schema import METADATA_FILE
@@ -122,9 +138,7 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
         try:
             return _run_holding(pipeline, plan, options, lock, start)
         except KeyboardInterrupt:
-            end_descendants()
-            logger.error("fimflow run: interrupted; no %s written", METADATA_FILE)
-            return 130
+            exit_now(lock.release, f"fimflow run: interrupted; no {METADATA_FILE} written", 130)
         finally:
             lock.release()
 

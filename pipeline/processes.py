@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from contextlib import contextmanager
 from typing import Callable
 
@@ -52,22 +53,34 @@ def end_descendants() -> None:
             pass
 
 
+def exit_now(cleanup: Callable[[], None], message: str, code: int):
+    """Ends the descendants, runs ``cleanup``, logs ``message`` and exits with ``code``, at once.
+
+    At once (``os._exit``): the multi-processing runner's threads wait on
+    the worker processes just ended, and a normal interpreter exit would
+    join them forever.
+    """
+    end_descendants()
+    try:
+        cleanup()
+    finally:
+        logger.error(message)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 @contextmanager
 def ended_cleanly(cleanup: Callable[[], None], message: str):
-    """Within the block, SIGTERM ends the descendants, runs ``cleanup``, logs ``message`` and exits 143.
+    """Within the block, SIGTERM ends the run with ``exit_now(cleanup, message, 143)``.
 
     SIGTERM does not raise: an exception from a signal handler lands wherever
     the main thread is, inside Beam's runner too, which may swallow it or
     stop holding a lock, and the run would hang.
     """
     def terminate(signum, frame):
-        end_descendants()
-        try:
-            cleanup()
-        finally:
-            logger.error(message)
-            logging.shutdown()
-            os._exit(143)
+        exit_now(cleanup, message, 143)
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:

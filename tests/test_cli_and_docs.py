@@ -248,6 +248,18 @@ def test_the_cli_runs_big_inputs_on_worker_processes_unless_told_a_mode(tmp_path
     assert shards[0] == shards[1] and shards[0]
 
 
+def test_malloc_settings_reach_the_processes_a_run_starts_and_a_users_own_win(monkeypatch):
+    from pipeline import memory
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    memory.configure_malloc()
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['MALLOC_ARENA_MAX'], "
+                                                  "os.environ['MALLOC_MMAP_THRESHOLD_'])"],
+                           capture_output=True, text=True, check=True)
+    assert child.stdout.split() == [str(memory.SETTINGS["MALLOC_ARENA_MAX"]), "65536"]
+
+
 def test_a_local_run_too_big_for_this_machines_memory_fails_at_once_with_what_to_do(tmp_path, code_model_path,
                                                                                     monkeypatch, capsys):
     from pipeline import options

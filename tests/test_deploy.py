@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+from pipeline.memory import SETTINGS
 from pipeline.options import FimflowOptions, expand_output
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -178,6 +179,9 @@ def test_the_image_records_its_own_name_for_the_workers_and_pins_its_bases():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "ENV FIMFLOW_WORKER_IMAGE=${WORKER_IMAGE}" in dockerfile
     assert "WORKER_IMAGE=${_IMAGE}" in (DEPLOY / "cloudbuild.yaml").read_text()
+    # The workers' processes get the malloc settings of local runs.
+    assert {name: str(value) for name, value in SETTINGS.items()} == dict(
+        re.findall(r"(MALLOC_\w+)=(\S+)", re.search(r"^ENV MALLOC_.*$", dockerfile, re.M).group()))
     tags = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.M))
     assert tags["BEAM_VERSION"] == "2.77.0" and "apache-beam[gcp]==2.77.0" in (DEPLOY / "requirements.txt").read_text()
     assert re.fullmatch(r"\d{8}_RC\d\d", tags["LAUNCHER_TAG"])

@@ -89,15 +89,18 @@ def test_llama_style_tokenizer_reassembles_every_fragment(tmp_path, jsonl_corpus
 
 def test_same_inputs_and_seed_give_identical_bytes_across_runs_and_runner_modes(tmp_path, jsonl_corpus,
                                                                                 code_model_path):
-    """In-process with documents encoded by three processes, and by two SDK workers encoding alone."""
+    """In-process with documents encoded by three processes, and by two and four SDK workers encoding alone."""
     corpus, _ = jsonl_corpus
     build(corpus, tmp_path / "a", code_model_path, "--tokenizer_processes=3")
-    build(corpus, tmp_path / "b", code_model_path, "--direct_running_mode=multi_processing",
-          "--direct_num_workers=2")
     files = sorted(p.name for p in (tmp_path / "a").glob("train-*"))
-    assert files and files == sorted(p.name for p in (tmp_path / "b").glob("train-*"))
-    for name in files:
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert len(files) == 3
+    for workers in (2, 4):
+        out = tmp_path / f"workers{workers}"
+        build(corpus, out, code_model_path, "--direct_running_mode=multi_processing",
+              f"--direct_num_workers={workers}")
+        assert files == sorted(p.name for p in out.glob("train-*"))
+        for name in files:
+            assert (tmp_path / "a" / name).read_bytes() == (out / name).read_bytes()
     build(corpus, tmp_path / "c", code_model_path, "--seed", "4")
     assert (tmp_path / "a" / files[0]).read_bytes() != (tmp_path / "c" / files[0]).read_bytes()
 

@@ -380,19 +380,23 @@ def test_an_output_inside_an_input_directory_is_refused(tmp_path, code_model_pat
     assert not (src / "out").exists()
 
 
-def test_ctrl_c_ends_the_run_with_one_line_and_exit_130(tmp_path, code_model_path):
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_ctrl_c_ends_the_run_with_one_line_and_exit_130(tmp_path, code_model_path, mode):
+    """Also with SDK worker processes, whose runner threads would keep an ordinary exit waiting."""
     import signal
     import subprocess
     import sys
     import time
 
+    from pipeline.processes import descendants
     from tests.conftest import stdlib_sources
 
     corpus = tmp_path / "big.jsonl"
     corpus.write_text("".join(json.dumps({"content": d}) + "\n" for d in stdlib_sources(3_000_000) * 10))
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--input", str(corpus), "--output", str(out),
-                                "--tokenizer", code_model_path, "--tokenizer_processes", "1"],
+                                "--tokenizer", code_model_path, "--tokenizer_processes", "1",
+                                "--direct_running_mode", mode, "--direct_num_workers", "2"],
                                stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
                                # A shell's background job starts with SIGINT ignored, and Python keeps
                                # it so: the run gets the terminal's default, as at a prompt.
@@ -401,12 +405,18 @@ def test_ctrl_c_ends_the_run_with_one_line_and_exit_130(tmp_path, code_model_pat
     while not (out / ".fimflow-run.lock").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.5)
+    started = descendants(process.pid)
     process.send_signal(signal.SIGINT)
     err = process.communicate(timeout=60)[1]
     lines = [line for line in err.strip().splitlines() if not line.startswith("WARNING: Location")]
     assert process.returncode == 130, err[-2000:]
     assert lines[-1] == "fimflow run: interrupted; no metadata.json written" and "Traceback" not in err
     assert not (out / "metadata.json").exists() and not (out / ".fimflow-run.lock").exists()
+    assert started or mode == "in_memory"
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in started if Path(f"/proc/{pid}").exists()], "a worker process outlived the run"
 
 
 @pytest.mark.parametrize("flag, piece, message", [
