@@ -1,7 +1,8 @@
 """End-to-end throughput as a ratio of raw SentencePiece speed, measured in one run.
 
     python -m bench.throughput [--input GLOB] [--limit_mb N] [--tokenizer MODEL] [--repeat N]
-                               [--mode in_process|multi_processing] [fimflow run flags...]
+                               [--mode default|in_process|multi_processing] [fimflow run flags...]
+    python -m bench.throughput --scaling [--input GLOB] [--limit_mb N] [fimflow run flags...]
 
 (a) the limit: the corpus encoded by SentencePiece alone with a thread per core;
 (b) ``fimflow run`` on the same corpus on the DirectRunner, fim_rate 0.5;
@@ -17,6 +18,14 @@ tokenizer.
 Prints MB/s of input text, tokens/s, the ratio b/a, the stage split, output
 size and peak memory (summed over its processes). A benchmark, not a test:
 numbers depend on the machine; only ratios taken in the same run are comparable.
+
+``--scaling`` (``scaling``) measures how the default command scales instead:
+on a 1x (``--limit_mb``) and a 3x corpus of distinct real text, at 1, 2 and
+all cores, SentencePiece alone with a thread per core and ``fimflow run`` as a
+process of its own pinned to those cores (so it picks its running mode from
+them); it prints the whole-process ratio at 3x, the steady-state ratio between
+1x and 3x, peak summed RSS at both sizes and the marginal bytes of memory per
+byte of input, and the launcher's own CPU seconds (the runner's serial work).
 """
 
 from __future__ import annotations
@@ -144,6 +153,8 @@ class PeakMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self.peak_bytes = 0
+        # CPU seconds of the process itself, not its descendants, at the last sample.
+        self.own_cpu_seconds = 0.0
 
     def _sample(self):
         try:
@@ -154,8 +165,10 @@ class PeakMemory:
             total = 0
             try:
                 processes = [root, *root.children(recursive=True)]
+                times = root.cpu_times()
             except psutil.NoSuchProcess:  # It ended.
                 return
+            self.own_cpu_seconds = times.user + times.system
             for process in processes:
                 try:
                     total += process.memory_info().rss
@@ -240,9 +253,11 @@ def pinned_raw_seconds(texts: list[str], tokenizer: Tokenizer, cpus: list[int]) 
         os.sched_setaffinity(0, everything)
 
 
-def pinned_run(argv: list[str], cpus: list[int]) -> tuple[float, int, int]:
+def pinned_run(argv: list[str], cpus: list[int]) -> tuple[float, int, int, float]:
     """``fimflow run ARGV`` as its own process, pinned to ``cpus`` (so it sees that many cores and picks its
-    mode from them, as on a machine that size): seconds, peak RSS summed over its processes, exit code."""
+    mode from them, as on a machine that size): seconds, peak RSS summed over its processes, exit code,
+    and the CPU seconds of the launcher process itself (with worker processes: the runner, whose work no
+    worker shares)."""
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--quiet", *argv],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -252,7 +267,7 @@ def pinned_run(argv: list[str], cpus: list[int]) -> tuple[float, int, int]:
     seconds = time.perf_counter() - start
     if process.returncode:
         sys.stderr.write(err.decode(errors="replace")[-3000:])
-    return seconds, memory.peak_bytes, process.returncode
+    return seconds, memory.peak_bytes, process.returncode, memory.own_cpu_seconds
 
 
 def scaling(args, extra: list[str]) -> dict:
@@ -270,7 +285,7 @@ def scaling(args, extra: list[str]) -> dict:
     try:
         paths = {name: write_jsonl(f"{out}/{name}.jsonl", corpus) for name, (corpus, _) in corpora.items()}
 
-        def run(name: str, n: int) -> tuple[float, int, int]:
+        def run(name: str, n: int) -> tuple[float, int, int, float]:
             return pinned_run(["--input", paths[name], "--output", f"{out}/out-{name}-{n}", "--overwrite",
                                "--tokenizer", args.tokenizer, "--context_length", str(args.context_length),
                                "--fim_rate", "0.5", *extra], cpus[:n])
@@ -281,7 +296,7 @@ def scaling(args, extra: list[str]) -> dict:
         for n in counts:
             raw = {name: pinned_raw_seconds(corpus, tokenizer, cpus[:n]) for name, (corpus, _) in corpora.items()}
             runs = {name: run(name, n) for name in corpora}
-            (raw1, raw3), ((run1, peak1, code1), (run3, peak3, code3)) = raw.values(), runs.values()
+            (raw1, raw3), ((run1, peak1, code1, _), (run3, peak3, code3, launcher3)) = raw.values(), runs.values()
             rows.append({
                 "cores": n, "raw_mb_s": round(corpora["3x"][1] / 1e6 / raw3, 2),
                 "fimflow_seconds_1x": round(run1, 1), "fimflow_seconds_3x": round(run3, 1),
@@ -290,7 +305,7 @@ def scaling(args, extra: list[str]) -> dict:
                 "peak_rss_mb_1x": round(peak1 / 2**20), "peak_rss_mb_3x": round(peak3 / 2**20),
                 "marginal_rss_bytes_per_input_byte": round((peak3 - peak1) / (corpora["3x"][1] - corpora["1x"][1]),
                                                            2),
-                "exit_codes": [code1, code3]})
+                "launcher_cpu_seconds_3x": round(launcher3, 1), "exit_codes": [code1, code3]})
     finally:
         shutil.rmtree(out, ignore_errors=True)
     result = {"input_mb_1x": round(corpora["1x"][1] / 1e6, 1), "input_mb_3x": round(corpora["3x"][1] / 1e6, 1),

@@ -106,6 +106,9 @@ def static_metadata(plan: RunPlan) -> dict:
         "seed": plan.seed,
         "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256},
         "num_shards": plan.num_shards,
+        # Every file prefix and its shard count: metadata.json is written only when exactly these exist.
+        "shards": {TRAIN: plan.num_shards, **{split + suffix: split_num_shards(plan, split)
+                                              for split in heldout_splits(plan) for suffix in plan.heldout_rates}},
         "inputs": len(plan.files),
         "input_bytes": plan.input_bytes,
         # Round-trip through JSON so metadata.json holds only what JSON can.

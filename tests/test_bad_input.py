@@ -196,6 +196,21 @@ def test_a_record_unaccounted_for_between_stages_fails_the_run():
         check_complete({**read, "bytes_read": 60, "documents": 4, "records_rejected": 1}, 0.5, "e")
 
 
+def test_a_shard_missing_or_extra_fails_the_run():
+    import pytest
+
+    from transforms.schema import ShardInfo
+    from transforms.write import DatasetIncompleteError, check_shards
+
+    planned = {"train": 2, "validation": 1}
+    written = [ShardInfo(f"gs://b/out/{name}", 1, 10) for name in (
+        "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "validation-00000-of-00001.tfrecord")]
+    check_shards(planned, written)
+    for wrong in (written[1:], written + written[:1]):
+        with pytest.raises(DatasetIncompleteError, match="not the shards planned"):
+            check_shards(planned, wrong)
+
+
 def test_binary_files_beside_sources_are_skipped_not_errors(tmp_path, code_model_path):
     src = tmp_path / "pkg"
     (src / "__pycache__").mkdir(parents=True)

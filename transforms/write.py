@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import Counter
 from typing import Callable, Optional
 
 import apache_beam as beam
@@ -231,6 +232,16 @@ def check_inputs_as_planned(planned: dict, matched: dict) -> None:
             "truncated or replaced); metadata.json not written")
 
 
+def check_shards(planned: dict, shards: list) -> None:
+    """Raises ``DatasetIncompleteError`` unless ``shards`` (``ShardInfo``) are exactly the ``planned``
+    count of shards of each file prefix (``train``, ``validation_ar``...)."""
+    found = Counter(shard.path.rsplit("/", 1)[-1].rsplit("-", 3)[0] for shard in shards)
+    if found != Counter(planned):
+        raise DatasetIncompleteError(
+            f"the shards written ({dict(sorted(found.items()))}) are not the shards planned "
+            f"({dict(sorted(planned.items()))}); metadata.json not written")
+
+
 def check_complete(stats: dict, max_error_fraction: float, errors_dir: str, input_bytes: int = 0) -> None:
     """Raises ``DatasetIncompleteError`` unless every record read is accounted for and errors are in budget.
 
@@ -344,6 +355,7 @@ class _WriteMetadataFn(beam.DoFn):
 
     def process(self, _, stats: dict, shards: list, error_shards: list, eval_sets: list):
         check_inputs_as_planned(self._planned_inputs, stats)
+        check_shards(self._static.get("shards", {}), shards)
         check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR),
                        self._static.get("input_bytes", 0))
         metadata = dataset_metadata(self._static, stats, self._output_dir, shards, error_shards)
