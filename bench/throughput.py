@@ -31,8 +31,6 @@ byte of input, and the launcher's own CPU seconds (the runner's serial work).
 from __future__ import annotations
 
 import argparse
-import bisect
-import itertools
 import json
 import os
 import resource
@@ -44,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from typing import Optional
+from typing import Iterator, Optional
 
 import psutil
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -215,26 +213,33 @@ def progress_cpu_share() -> float:
     return 4 * write / PROGRESS_INTERVAL_SECONDS + read / 0.5
 
 
-def distinct_texts(patterns, limit_bytes: int) -> list[str]:
-    """Real text that never repeats, up to ``limit_bytes`` of UTF-8: the documents of ``patterns``
-    (default: this Python's standard library, then the sources of its installed packages), each distinct
-    text once. A repeated corpus would let the word cache hit everything and flatter any steady state."""
+def distinct_texts(patterns) -> Iterator[str]:
+    """Real text that never repeats: the documents of ``patterns`` (default: this Python's standard
+    library, then the sources of its installed packages), each distinct text once. A repeated corpus
+    would let the word cache hit everything and flatter any steady state."""
     if patterns:
         selections = [InputSelection(tuple(patterns), (), ())]
     else:
         packages = sysconfig.get_paths()["purelib"]
         selections = [defaults.default_corpus(), InputSelection((packages,), ("*.py",), ("*/__pycache__/*",))]
-    reader, seen, texts, total = RecordReader(), set(), [], 0
+    reader, seen = RecordReader(), set()
     for selection in selections:
         for file in resolve_inputs(*selection):
             for doc in reader.read(file.path):
-                if total >= limit_bytes:
-                    return texts
                 if isinstance(doc, Document) and doc.text.strip() and doc.text not in seen:
                     seen.add(doc.text)
-                    texts.append(doc.text)
-                    total += len(doc.text.encode("utf-8"))
-    return texts
+                    yield doc.text
+
+
+def take_bytes(texts: Iterator[str], limit_bytes: float) -> tuple[list[str], int]:
+    """Texts from ``texts`` until they hold at least ``limit_bytes`` of UTF-8 (or it runs out), and their size."""
+    taken, total = [], 0
+    for text in texts:
+        if total >= limit_bytes:
+            break
+        taken.append(text)
+        total += len(text.encode("utf-8"))
+    return taken, total
 
 
 def write_jsonl(path: str, texts: list[str]) -> str:
@@ -275,10 +280,13 @@ def scaling(args, extra: list[str]) -> dict:
     a 3x corpus of distinct real text), and the peak summed RSS of both runs at all cores."""
     cpus = sorted(os.sched_getaffinity(0))
     counts = sorted({n for n in (1, 2, len(cpus)) if n <= len(cpus)})
-    texts = distinct_texts(args.input, int(3 * args.limit_mb * 1e6))
-    sizes = list(itertools.accumulate(len(t.encode("utf-8")) for t in texts))
-    one = bisect.bisect_left(sizes, args.limit_mb * 1e6) + 1
-    corpora = {"1x": (texts[:one], sizes[one - 1]), "3x": (texts, sizes[-1])}
+    source = distinct_texts(args.input)
+    one, one_bytes = take_bytes(source, args.limit_mb * 1e6)
+    more, more_bytes = take_bytes(source, 2 * one_bytes)
+    texts = one + more
+    corpora = {"1x": (one, one_bytes), "3x": (texts, one_bytes + more_bytes)}
+    if not more:
+        raise SystemExit("bench: the corpus holds no more distinct text than --limit_mb; pass a smaller one")
     tokenizer = Tokenizer(read_model_bytes(args.tokenizer), SpecialTokenNames())
     out = tempfile.mkdtemp(prefix="fimflow-scaling-")
     rows = []

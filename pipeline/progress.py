@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from typing import Optional, TextIO
 
+from transforms.schema import SPLIT_PREFIX
 from transforms.stats import PROGRESS_DIR_ENV
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,10 @@ def share_done(totals: Counter, input_bytes: int, context_length: int) -> float:
     read = min(1.0, totals["bytes_read"] / input_bytes) if input_bytes else 0.0
     tokenized = min(1.0, totals["text_chars_tokenized"] / totals["text_chars_read"]) if read >= 1.0 else 0.0
     expected_examples = totals["document_tokens"] / context_length if tokenized >= 1.0 else 0.0
-    rest = min(1.0, totals["examples"] / expected_examples) if expected_examples else 0.0
+    # Held-out splits count their examples under their own names (and may write two copies).
+    examples = sum(v for k, v in totals.items() if k == "examples" or k.startswith(SPLIT_PREFIX) and k.endswith(
+        "/examples"))
+    rest = min(1.0, examples / expected_examples) if expected_examples else 0.0
     return STAGE_WEIGHTS["read"] * read + STAGE_WEIGHTS["tokenize"] * tokenized + STAGE_WEIGHTS["rest"] * rest
 
 

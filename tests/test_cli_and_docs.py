@@ -84,6 +84,18 @@ def test_benchmark_runs_on_a_tiny_corpus():
     assert 0 < result["ratio"] and result["raw_sentencepiece_mb_s"] > 0
 
 
+@pytest.mark.slow
+def test_the_scaling_benchmark_runs_on_a_tiny_corpus():
+    from bench import throughput
+
+    result = throughput.main(["--scaling", "--limit_mb", "0.1", "--context_length", "256"])
+    assert result["input_mb_3x"] >= 2.5 * result["input_mb_1x"] > 0
+    cores = result["cores_available"]
+    assert [row["cores"] for row in result["rows"]] == sorted({n for n in (1, 2, cores) if n <= cores})
+    for row in result["rows"]:
+        assert row["exit_codes"] == [0, 0] and row["peak_rss_mb_3x"] > 0 and row["whole_ratio_3x"] > 0
+
+
 def test_tokenizer_processes_and_threads_default_to_every_core_only_in_process():
     from apache_beam.options.pipeline_options import PipelineOptions
 
