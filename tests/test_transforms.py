@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -91,6 +93,20 @@ def test_shuffle_groups_documents_into_seeded_buckets_in_hash_order(reverse):
         out = (p | beam.Create(docs[::-1] if reverse else docs)
                | ShuffleDocuments(7, num_buckets=3))["buckets"] | (beam.Map(lambda kv: (kv[0], [d.content_hash for d in kv[1]])))
         assert_that(out, equal_to(expected_buckets(docs, 7, 3)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(st.integers(0, 65535), max_size=3000), wide=st.booleans(), repo=st.none() | st.text(max_size=5))
+def test_ids_cross_the_shuffle_compressed_and_come_back_exactly(ids, wide, repo):
+    from transforms.core.compressed_ids import compressed, decompressed
+
+    doc = TokenizedDocument(content_hash(str(ids)), np.array(ids, dtype=np.int32 if wide else np.uint16), repo,
+                            "p.py", 7, "test")
+    packed = compressed(doc)
+    assert isinstance(packed.ids.data, bytes) and packed.ids.count == len(ids)
+    back = decompressed(packed)
+    assert back.ids.dtype == doc.ids.dtype and np.array_equal(back.ids, doc.ids)
+    assert back._replace(ids=None) == doc._replace(ids=None)
 
 
 def test_shuffle_order_is_a_permutation_that_depends_on_the_seed():

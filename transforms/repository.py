@@ -16,6 +16,7 @@ import hashlib
 import apache_beam as beam
 import numpy as np
 
+from transforms.core.compressed_ids import compressed, decompressed
 from transforms.core.repository import repository_parts
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.schema import Stats, TokenizedDocument, token_dtype
@@ -45,7 +46,7 @@ class RepositoryStep:
     def __call__(self, repo_and_files, stats: Stats):
         repo, files = repo_and_files
         # Identical paths (a repository listed twice) are ordered by content, so the order is the data's.
-        files = sorted(files, key=lambda f: (f.path, f.content_hash))
+        files = [decompressed(f) for f in sorted(files, key=lambda f: (f.path, f.content_hash))]
         name = np.asarray(self._tokenizer.encode_documents_fast([repo])[0], dtype=self._dtype)
         parts = repository_parts(name, [f.ids for f in files], self._budget, self._tokenizer.special)
         stats["repositories"] += 1
@@ -75,6 +76,7 @@ class GroupRepositories(beam.PTransform):
 
     def expand(self, files):
         return (files
-                | "KeyByRepository" >> beam.Map(lambda f: (f.repo, f))
+                # Compressed as in the shuffle: a local runner holds whatever is grouped in memory.
+                | "KeyByRepository" >> beam.Map(lambda f: (f.repo, compressed(f)))
                 | "GroupRepository" >> beam.GroupByKey()
                 | "Parts" >> StepWithStats("repository", self._step, "documents", output_type=TokenizedDocument))

@@ -13,10 +13,8 @@ buckets; the concatenation of buckets in bucket order is one random
 permutation of the corpus, and each bucket is small enough to sort in one
 worker's memory.
 
-A document crosses the shuffle with its ids compressed (zstd, level 1):
-about 0.26 bytes per byte of source code instead of 0.57 for 16-bit ids.
-A local runner holds everything shuffled in memory, several times over, and
-Dataflow bills shuffled bytes; compressing costs about 1% of tokenizing.
+A document crosses the shuffle with its ids compressed
+(``transforms.core.compressed_ids``).
 
 Identical documents share a content hash, so a key, so a bucket: exact
 de-duplication (``dedup=True``) costs no shuffle of its own. A near-duplicate
@@ -27,33 +25,14 @@ cluster; nothing here would change.
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from typing import Iterable
 
 import apache_beam as beam
-import numpy as np
-import zstandard
 
+from transforms.core.compressed_ids import compressed, decompressed
 from transforms.core.hashing import shuffle_key
 from transforms.schema import Stats, TokenizedDocument
 from transforms.stats import StepWithStats
-
-
-class CompressedIds(NamedTuple):
-    """A document's ids as they cross the shuffle: zstd-compressed, with their dtype and count."""
-
-    data: bytes
-    dtype: str
-    count: int
-
-
-def compressed(doc: TokenizedDocument) -> TokenizedDocument:
-    ids = doc.ids
-    return doc._replace(ids=CompressedIds(zstandard.compress(ids.tobytes(), level=1), ids.dtype.str, len(ids)))
-
-
-def decompressed(doc: TokenizedDocument) -> TokenizedDocument:
-    ids = doc.ids
-    return doc._replace(ids=np.frombuffer(zstandard.decompress(ids.data), dtype=ids.dtype))
 
 
 def keyed_by_bucket(doc, seed, num_buckets):
