@@ -51,10 +51,9 @@ from pipeline import defaults
 from pipeline.cli import main as fimflow
 from pipeline.options import RunPlan, available_cores, plan_run, resolve_inputs
 from transforms.core.fim import fim_chunk
+from transforms.core.packing import pack_bucket
 from transforms.core.records import example_record
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerHandle, read_model_bytes
-from transforms.fim import FimStep
-from transforms.pack import PackStep
 from transforms.read import ReadRangeStep, RecordReader, split_ranges
 from transforms.schema import Document, InputSelection
 from transforms.shuffle import keyed_by_bucket, sorted_bucket
@@ -93,8 +92,10 @@ def _cpu_seconds() -> float:
 def stage_cpu_seconds(plan: RunPlan) -> dict:
     """CPU seconds of each stage's own step over the planned run, in one thread of one process, no runner.
 
-    The steps are the very objects the pipeline's DoFns run, with the plan's
-    buckets, so the split cannot drift from the pipeline.
+    Reading and tokenizing run the very step objects the pipeline's DoFns
+    run; after the shuffle, the functions ``transforms.shards.ShardStep``
+    calls (packing, FIM, serializing), with the plan's buckets, so the split
+    cannot drift from the pipeline.
     """
     times: dict = {}
     stats: Counter = Counter()
@@ -124,14 +125,13 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
         for doc in tokenized:
             bucket, keyed = keyed_by_bucket(doc, plan.seed, plan.num_shards)
             buckets.setdefault(bucket, []).append(keyed)
-        pack = PackStep(plan.fim.context_length, plan.tokenizer.special.eot)
         return [c for b in sorted(buckets)
-                for c in pack((b, sorted_bucket(buckets[b], plan.seed, plan.dedup, stats)), stats)]
+                for c in pack_bucket(b, sorted_bucket(buckets[b], plan.seed, plan.dedup, stats),
+                                     plan.fim.context_length, plan.tokenizer.special.eot)]
 
     chunks = timed("shuffle_and_pack", shuffle_and_pack)
-    fim = FimStep(fim_chunk, handle, plan.seed, plan.fim)
-    fim.setup()
-    examples = timed("fim", lambda: [e for c in chunks for e in fim(c, stats)])
+    tokenizer = handle.acquire()
+    examples = timed("fim", lambda: [fim_chunk(c, plan.seed, plan.fim, tokenizer)[0] for c in chunks])
     records = timed("serialize", lambda: [example_record(e) for e in examples])
     times["output_bytes"] = sum(map(len, records))
     return times

@@ -1,16 +1,13 @@
-"""Fill-in-the-Middle as a stage: the algorithms of ``transforms.core.fim`` in thin DoFns.
+"""Document-level Fill-in-the-Middle as a stage, for the paper's ablation (``--fim_level document``).
 
-``FimStep`` runs ``fim_chunk``: ``Chunk`` -> ``Example`` (the paper's
-context-level FIM, after packing; ``transforms.shards`` runs it per bucket).
-``ApplyDocumentFim``: ``TokenizedDocument`` -> ``TokenizedDocument``
-(whole documents before packing, for the paper's ablation). Both also emit
-statistics: fragments, FIM/PSM/SPM fragments, FIM tokens, trimmed and padding
-tokens, the fragment length histogram.
+``ApplyDocumentFim``: ``TokenizedDocument`` -> ``TokenizedDocument``, each
+whole document transformed (``transforms.core.fim.fim_document``) before
+packing; statistics: FIM/PSM/SPM documents and tokens. The paper's
+context-level FIM, after packing, runs where each shard is written
+(``transforms.shards``).
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import apache_beam as beam
 
@@ -20,11 +17,10 @@ from transforms.schema import FimConfig, Stats, TokenizedDocument
 from transforms.stats import StepWithStats
 
 
-class FimStep:
-    """Runs ``transform(element, seed, config, tokenizer) -> (output, stats)`` per element."""
+class DocumentFimStep:
+    """One ``TokenizedDocument`` -> the same document, FIM applied with probability ``config.rate``."""
 
-    def __init__(self, transform: Callable, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
-        self._transform = transform
+    def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
         self._tokenizer_handle = tokenizer
         self._seed = seed
         self._config = config
@@ -32,8 +28,8 @@ class FimStep:
     def setup(self):
         self._tokenizer = self._tokenizer_handle.acquire()
 
-    def __call__(self, element, stats: Stats):
-        output, counts = self._transform(element, self._seed, self._config, self._tokenizer)
+    def __call__(self, document: TokenizedDocument, stats: Stats):
+        output, counts = fim_document(document, self._seed, self._config, self._tokenizer)
         stats.update(counts)
         yield output
 
@@ -48,7 +44,7 @@ class ApplyDocumentFim(beam.PTransform):
 
     def __init__(self, tokenizer: TokenizerHandle, seed: int, config: FimConfig):
         super().__init__()
-        self._step = FimStep(fim_document, tokenizer, seed, config)
+        self._step = DocumentFimStep(tokenizer, seed, config)
 
     def expand(self, documents):
         return documents | "FimDocument" >> StepWithStats("fim", self._step, "documents",

@@ -35,13 +35,12 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.fim import fim_chunk
 from transforms.core.hashing import shard_key
+from transforms.core.packing import pack_bucket
 from transforms.core.records import example_record, tfrecord_frame
 from transforms.core.tokenizer import TokenizerHandle
-from transforms.fim import FimStep
-from transforms.pack import PackStep
+from transforms.files import shard_path, write_atomically
 from transforms.schema import FimConfig, ShardInfo, Stats, TokenizedDocument
 from transforms.stats import StepWithStats
-from transforms.write import shard_path, write_atomically
 
 
 class ShardCopy(NamedTuple):
@@ -66,39 +65,40 @@ class ShardStep:
         self._num_shards = num_shards
         self._seed = seed
         self._copies = copies
+        self._tokenizer_handle = tokenizer
+        self._eot = eot
+        self._keep_whole_reserve = keep_whole_reserve
         self._stats_prefix = stats_prefix
-        # Packing needs only the context length, which every copy shares.
-        self._pack = PackStep(copies[0].fim.context_length, eot, keep_whole_reserve)
-        self._fims = [FimStep(fim_chunk, tokenizer, seed, copy.fim) for copy in copies]
 
     def setup(self):
         connect_anonymously_to_emulator()
-        for fim in self._fims:
-            fim.setup()
+        self._tokenizer = self._tokenizer_handle.acquire()
 
     def __call__(self, bucket_and_documents: tuple[int, list[TokenizedDocument]], stats: Stats):
-        bucket = bucket_and_documents[0]
-        counts: Stats = Counter()
-        chunks = list(self._pack(bucket_and_documents, counts))
-        prefixed_update(stats, counts, self._stats_prefix)
+        bucket, documents = bucket_and_documents
+        # Packing needs only the context length, which every copy shares.
+        chunks = list(pack_bucket(bucket, documents, self._copies[0].fim.context_length, self._eot,
+                                  self._keep_whole_reserve))
+        prefixed_update(stats, Counter(chunks=len(chunks)), self._stats_prefix)
         order = sorted(range(len(chunks)), key=lambda index: shard_key(self._seed, bucket, index))
-        for copy, fim in zip(self._copies, self._fims):
-            counts = Counter()
+        for copy in self._copies:
+            counts: Stats = Counter()
 
-            def write(f) -> tuple[int, int]:
+            def write(f) -> int:
                 size = 0
                 for index in order:
-                    for example in fim(chunks[index], counts):
-                        record = example_record(example)
-                        f.write(tfrecord_frame(record))
-                        size += len(record)
-                return len(order), size
+                    example, example_counts = fim_chunk(chunks[index], self._seed, copy.fim, self._tokenizer)
+                    counts.update(example_counts)
+                    record = example_record(example)
+                    f.write(tfrecord_frame(record))
+                    size += len(record)
+                return size
 
             path = shard_path(FileSystems.join(self._output_dir, copy.prefix), bucket, self._num_shards,
                               ".tfrecord")
-            records, size = write_atomically(path, write)
+            size = write_atomically(path, write)
             prefixed_update(stats, counts, copy.stats_prefix)
-            yield ShardInfo(path, records, size)
+            yield ShardInfo(path, len(order), size)
 
 
 class WriteShards(beam.PTransform):

@@ -5,9 +5,9 @@
 after every shard exists, so its presence means the dataset is complete.
 
 Every file is written under a temporary name beginning ``.tmp-`` and renamed
-when complete, so a file under a final name is always whole: a full disk, a
-kill or a failed bundle leaves at most a temporary file, which the next run
-removes.
+when complete (``transforms.files``), so a file under a final name is always
+whole: a full disk, a kill or a failed bundle leaves at most a temporary file,
+which the next run removes.
 
 Which shard a dead letter goes to and its place in that shard depend only on
 its source and position, so the files are byte-identical on every runner and
@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections import Counter
 from typing import Callable, Optional
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import rejected_shard_key
+from transforms.files import TEMPORARY_PREFIX, shard_path, write_atomically
 from transforms.output_lock import check_lock_holder, release_lock
 from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, EVAL_TASKS, EXAMPLE_PREFIXES,
                                FRAGMENT_HISTOGRAM_PREFIX, HISTOGRAM_PREFIXES, INPUT_BYTES, INPUT_FILES,
@@ -37,29 +36,6 @@ from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, 
                                CONTAMINATION_PREFIX, Rejected, ShardInfo)
 
 logger = logging.getLogger(__name__)
-TEMPORARY_PREFIX = ".tmp-"
-
-
-def write_atomically(path: str, write: Callable, mime_type: str = "application/octet-stream"):
-    """Runs ``write(f)`` on a temporary file beside ``path``, then renames it to ``path``; returns its result."""
-    directory, name = FileSystems.split(path)
-    temporary = FileSystems.join(directory, f"{TEMPORARY_PREFIX}{name}-{uuid.uuid4().hex}")
-    try:
-        with FileSystems.create(temporary, mime_type=mime_type,
-                                compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            result = write(f)
-        FileSystems.rename([temporary], [path])
-    except BaseException:
-        try:
-            FileSystems.delete([temporary])
-        except Exception:  # Never created, or the storage is failing too: the next run removes it.
-            logger.debug("could not remove %s", temporary, exc_info=True)
-        raise
-    return result
-
-
-def shard_path(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
-    return f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}"
 
 
 def _json_line(record: bytes) -> bytes:
