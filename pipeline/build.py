@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import Counter
 from typing import Optional
 
 import apache_beam as beam
@@ -26,11 +25,11 @@ from transforms.fim import ApplyDocumentFim
 from transforms.match import MatchInputs, input_stats
 from transforms.read import ReadDocuments
 from transforms.repository import GroupRepositories
-from transforms.schema import EXAMPLE_FEATURES, SPLIT_PREFIX, Stats
+from transforms.schema import EXAMPLE_FEATURES, SPLIT_PREFIX
 from transforms.shards import ShardCopy, WriteShards
 from transforms.shuffle import ShuffleDocuments
 from transforms.split import AssignSplits
-from transforms.stats import MergeStats
+from transforms.stats import MergeStats, prefixed
 from transforms.tokenize import TokenizeDocuments
 from transforms.write import WriteEvalSets, WriteMetadata, WriteRejected
 
@@ -50,10 +49,6 @@ def split_num_shards(plan: RunPlan, split: str) -> int:
         return plan.num_shards
     fraction = plan.validation_fraction if split == VALIDATION else plan.test_fraction
     return max(1, math.ceil(plan.num_shards * fraction))
-
-
-def prefixed(stats: Stats, prefix: str) -> Stats:
-    return Counter({prefix + key: value for key, value in stats.items()})
 
 
 def repository_reserve(plan: RunPlan) -> int:

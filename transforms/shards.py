@@ -40,7 +40,7 @@ from transforms.core.records import example_record, tfrecord_frame
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.files import shard_path, write_atomically
 from transforms.schema import FimConfig, ShardInfo, Stats, TokenizedDocument
-from transforms.stats import StepWithStats
+from transforms.stats import StepWithStats, prefixed
 
 
 class ShardCopy(NamedTuple):
@@ -50,10 +50,6 @@ class ShardCopy(NamedTuple):
     prefix: str
     fim: FimConfig
     stats_prefix: str = ""
-
-
-def prefixed_update(stats: Stats, counts: Stats, prefix: str) -> None:
-    stats.update({prefix + key: value for key, value in counts.items()} if prefix else counts)
 
 
 class ShardStep:
@@ -79,7 +75,7 @@ class ShardStep:
         # Packing needs only the context length, which every copy shares.
         chunks = list(pack_bucket(bucket, documents, self._copies[0].fim.context_length, self._eot,
                                   self._keep_whole_reserve))
-        prefixed_update(stats, Counter(chunks=len(chunks)), self._stats_prefix)
+        stats.update(prefixed(Counter(chunks=len(chunks)), self._stats_prefix))
         order = sorted(range(len(chunks)), key=lambda index: shard_key(self._seed, bucket, index))
         for copy in self._copies:
             counts: Stats = Counter()
@@ -97,7 +93,7 @@ class ShardStep:
             path = shard_path(FileSystems.join(self._output_dir, copy.prefix), bucket, self._num_shards,
                               ".tfrecord")
             size = write_atomically(path, write)
-            prefixed_update(stats, counts, copy.stats_prefix)
+            stats.update(prefixed(counts, copy.stats_prefix))
             yield ShardInfo(path, len(order), size)
 
 

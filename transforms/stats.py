@@ -131,6 +131,11 @@ class StepWithStats(beam.PTransform):
         return {name: results[name] for name in (self._main, *self._tags, STATS_TAG)}
 
 
+def prefixed(stats: Stats, prefix: str) -> Stats:
+    """``stats`` with ``prefix`` before every name (a held-out split's counts)."""
+    return Counter({prefix + key: value for key, value in stats.items()})
+
+
 class _SumStats(beam.CombineFn):
     def create_accumulator(self):
         return Counter()
