@@ -625,6 +625,10 @@ def plan_run(options: PipelineOptions, pick_local_mode: bool = False) -> RunPlan
     if is_direct(options) and pick_local_mode:
         choose_local_mode(options, text_bytes, available)
     processes = o.tokenizer_processes or default_tokenizer_processes(options)
+    if not o.tokenizer_processes and available is not None and _runs_in_one_process(options):
+        # No more helpers than the memory holds; one process always tries.
+        processes = int(max(1, min(processes, 1 + (available - local_memory_need(text_bytes, 0))
+                                   // LOCAL_WORKER_MEMORY_BYTES)))
     # Each SDK worker, or each tokenizer helper of a run in one process, holds a model and word caches.
     check_local_memory(text_bytes, available, local_worker_processes(options) or processes - 1)
     split_bytes = o.read_split_bytes or default_split_bytes(sum(f.size for f in files))

@@ -240,6 +240,23 @@ def test_a_local_run_picks_its_mode_from_cores_size_and_memory(monkeypatch):
     assert mode(big, None, cores=1) == ("in_memory", 0)
 
 
+def test_a_run_in_one_process_starts_no_more_tokenizer_helpers_than_memory_holds(tmp_path, jsonl_corpus,
+                                                                                code_model_path, monkeypatch):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import options
+
+    corpus, _ = jsonl_corpus
+    monkeypatch.setattr(options, "available_cores", lambda: 16)
+    argv = ["--input", str(corpus), "--output", str(tmp_path / "out"), "--tokenizer", code_model_path]
+    text_bytes = sum(p.stat().st_size for p in corpus.glob("*.jsonl"))
+    for room, processes in ((None, 16), (2, 3), (0, 1)):
+        available = None if room is None else options.local_memory_need(text_bytes, room) + 1
+        monkeypatch.setattr(options, "available_memory", lambda a=available: a)
+        plan = options.plan_run(PipelineOptions(argv), pick_local_mode=True)
+        assert plan.tokenizer_processes == processes, room
+
+
 def test_the_cli_runs_big_inputs_on_worker_processes_unless_told_a_mode(tmp_path, jsonl_corpus, code_model_path,
                                                                        monkeypatch, caplog):
     import logging
