@@ -83,7 +83,7 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
     from pipeline.memory import configure_malloc
     from pipeline.options import (LOCAL_MODE_FLAGS, FimflowOptions, UsageError, checked_argv, is_direct,
                                   local_worker_processes, plan_run)
-    from pipeline.processes import ended_cleanly, exit_now
+    from pipeline.processes import ended_cleanly
     from transforms.beam_workarounds import local_runner
     from transforms.output_lock import OutputBusyError, OutputLock
     from transforms.schema import METADATA_FILE
@@ -125,8 +125,9 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
         pipeline.run()
         logger.info("fimflow: wrote the Dataflow job template %s; nothing was submitted", template)
         return 0
-    # The SIGTERM handler is in place before the lock exists, so it always releases it.
-    with ended_cleanly(lock.release, f"fimflow run: terminated; no {METADATA_FILE} written"):
+    # The signal handlers are in place before the lock exists, so they always release it.
+    with ended_cleanly(lock.release, f"fimflow run: terminated; no {METADATA_FILE} written",
+                       f"fimflow run: interrupted; no {METADATA_FILE} written"):
         try:
             lock.acquire()
         except OutputBusyError as e:
@@ -137,8 +138,6 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
                     f", {workers} worker processes" if workers else "")
         try:
             return _run_holding(pipeline, plan, options, lock, start)
-        except KeyboardInterrupt:
-            exit_now(lock.release, f"fimflow run: interrupted; no {METADATA_FILE} written", 130)
         finally:
             lock.release()
 
@@ -182,8 +181,6 @@ def _run_holding(pipeline, plan, options, lock, start: float) -> int:
             return 0
         state = state or result.wait_until_finish()
     except Exception as e:  # The runner wraps worker errors; the last line is the cause.
-        if _interrupted(e):
-            raise KeyboardInterrupt from e
         logger.debug("fimflow run: the pipeline failed", exc_info=True)
         message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         logger.error("fimflow run: failed: %s", message)
@@ -214,19 +211,8 @@ def submitted_summary(result, options, output: str) -> str:
     lines += [f"output         {output} (complete once {output}/metadata.json exists)",
               "counters       progress in the job's custom counters: read/bytes_read (of read/input_bytes), "
               "read/records_read, read/rejected/<reason>, tokenize/documents, tokenize/document_tokens, "
-              "fim/examples"]
+              "shards/examples"]
     return "\n".join(lines)
-
-
-def _interrupted(error: BaseException) -> bool:
-    """Whether ``error`` is a Ctrl-C that the runner wrapped into its own exception."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt) or str(error).startswith("KeyboardInterrupt"):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def format_summary(metadata: dict, seconds: float, input_bytes: int) -> str:

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Callable
 
@@ -58,8 +59,10 @@ def exit_now(cleanup: Callable[[], None], message: str, code: int):
 
     At once (``os._exit``): the multi-processing runner's threads wait on
     the worker processes just ended, and a normal interpreter exit would
-    join them forever.
+    join them forever. Those threads fail as their workers end; their
+    tracebacks would only bury the one line, so they are not printed.
     """
+    threading.excepthook = lambda args: None
     end_descendants()
     try:
         cleanup()
@@ -72,18 +75,21 @@ def exit_now(cleanup: Callable[[], None], message: str, code: int):
 
 
 @contextmanager
-def ended_cleanly(cleanup: Callable[[], None], message: str):
-    """Within the block, SIGTERM ends the run with ``exit_now(cleanup, message, 143)``.
+def ended_cleanly(cleanup: Callable[[], None], terminated: str, interrupted: str):
+    """Within the block, SIGTERM ends the run with ``exit_now(cleanup, terminated, 143)`` and SIGINT
+    (Ctrl-C) with ``exit_now(cleanup, interrupted, 130)``.
 
-    SIGTERM does not raise: an exception from a signal handler lands wherever
-    the main thread is, inside Beam's runner too, which may swallow it or
-    stop holding a lock, and the run would hang.
+    Neither raises: an exception from a signal handler lands wherever the
+    main thread is, inside Beam's runner too, which may swallow it, wait on
+    the workers in a ``finally`` or stop holding a lock, and the run would
+    hang. A SIGINT that is ignored (a shell's background job) stays ignored.
     """
-    def terminate(signum, frame):
-        exit_now(cleanup, message, 143)
-
-    previous = signal.signal(signal.SIGTERM, terminate)
+    handlers = {signal.SIGTERM: lambda signum, frame: exit_now(cleanup, terminated, 143)}
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        handlers[signal.SIGINT] = lambda signum, frame: exit_now(cleanup, interrupted, 130)
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
