@@ -235,10 +235,10 @@ def take_bytes(texts: Iterator[str], limit_bytes: float) -> tuple[list[str], int
     """Texts from ``texts`` until they hold at least ``limit_bytes`` of UTF-8 (or it runs out), and their size."""
     taken, total = [], 0
     for text in texts:
-        if total >= limit_bytes:
-            break
         taken.append(text)
         total += len(text.encode("utf-8"))
+        if total >= limit_bytes:
+            break
     return taken, total
 
 

@@ -195,7 +195,9 @@ class FimflowOptions(PipelineOptions):
             help="Piece before each file of a repository (default: the format's, else <file_sep>).")
         add("--memory_check", nargs="?", const=True, default=True, type=_parse_bool,
             help="Refuse a local run whose corpus would need more memory than this machine has available "
-                 "(about 16 bytes per byte of text on the local runner): it would swap or be killed hours in. "
+                 f"({LOCAL_BASE_MEMORY_BYTES >> 20} MB, {LOCAL_WORKER_MEMORY_BYTES >> 20} MB per worker or "
+                 f"helper process, {LOCAL_MEMORY_PER_TEXT_BYTE} bytes per byte of text): it would swap "
+                 "or be killed hours in. "
                  "false: try anyway.")
         add("--wait", nargs="?", const=True, default=False, type=_parse_bool,
             help="On a remote runner (Dataflow), wait for the job to finish and print the summary; by "

@@ -6,8 +6,9 @@ The element types, in pipeline order::
     InputSelection ─Match─▶ InputFile ─Split─▶ FileRange
       ─Read─▶ Document | Rejected [─Decontaminate─▶ Document | Rejected] [─AssignSplits─▶ Document]
       ─Tokenize─▶ TokenizedDocument [─GroupRepositories─▶ TokenizedDocument (repository parts)]
-      ─Shuffle─▶ (bucket, [TokenizedDocument]) ─Pack─▶ Chunk ─Fim─▶ Example       (once per split)
-      ─WriteExamples─▶ ShardInfo            Rejected ─WriteRejected─▶ ShardInfo
+      ─Shuffle─▶ (bucket, [TokenizedDocument])
+      ─WriteShards─▶ ShardInfo (per bucket: pack into Chunks, FIM into Examples, write)   (once per split)
+    Rejected ─WriteRejected─▶ ShardInfo
     held-out Document ─EvalProblems─▶ (task, [problem]) ─WriteEvalSets─▶ (task, problems)
 
 Stages also emit statistics (``Stats``: a ``Counter`` of the names below),
