@@ -49,7 +49,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import defaults
 from pipeline.cli import main as fimflow
-from pipeline.options import RunPlan, available_cores, plan_run, resolve_inputs
+from pipeline.machine import available_cores
+from pipeline.plan import RunPlan, plan_run, resolve_inputs
 from transforms.core.fim import fim_chunk
 from transforms.core.packing import pack_bucket
 from transforms.core.records import example_record

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from typing import Optional
 
 import apache_beam as beam
 
 from pipeline import __version__
-from pipeline.options import RunPlan
-from transforms.core.fim_format import SENTINEL_ROLES, fim_format
+from pipeline.plan import RunPlan
+from transforms.core.fim_format import fim_format
 from transforms.core.splits import TEST, TRAIN, VALIDATION
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.decontaminate import Decontaminate
@@ -32,34 +31,6 @@ from transforms.split import AssignSplits
 from transforms.stats import MergeStats, prefixed
 from transforms.tokenize import TokenizeDocuments
 from transforms.write import WriteEvalSets, WriteMetadata, WriteRejected
-
-
-# Re-encoding a file's prefix, middle and suffix apart can take a few ids more than the file had.
-REENCODING_SLACK = 4
-
-
-def heldout_splits(plan: RunPlan) -> list[str]:
-    return [split for split, fraction in ((VALIDATION, plan.validation_fraction), (TEST, plan.test_fraction))
-            if fraction > 0]
-
-
-def split_num_shards(plan: RunPlan, split: str) -> int:
-    """Shards, so shuffle buckets, of a split: the plan's for training, a held-out split's share of them."""
-    if split == TRAIN:
-        return plan.num_shards
-    fraction = plan.validation_fraction if split == VALIDATION else plan.test_fraction
-    return max(1, math.ceil(plan.num_shards * fraction))
-
-
-def repository_reserve(plan: RunPlan) -> int:
-    """Ids kept free beside each repository part: the sentinels FIM adds to one file, and slack."""
-    return REENCODING_SLACK + max(sum(item in SENTINEL_ROLES for item in layout)
-                                  for layout in fim_format(plan.fim.format).orders.values())
-
-
-def repository_budget(plan: RunPlan) -> int:
-    """Ids per repository part: a context less its ``<eot>`` and the reserve."""
-    return plan.fim.context_length - 1 - repository_reserve(plan)
 
 
 def static_metadata(plan: RunPlan) -> dict:
@@ -84,7 +55,7 @@ def static_metadata(plan: RunPlan) -> dict:
                 "min_fragment_tokens": fim.min_fragment_tokens},
         "repository": None if plan.repository is None else {
             "fields": dict(zip(("repo", "path"), plan.repository)), "order": "path",
-            "part_tokens": repository_budget(plan),
+            "part_tokens": plan.repository_budget,
             "layout": [pieces[role] if role in pieces else role for role in (
                 ["bos"] * ("bos" in pieces) + ["repo_name", "NAME", "file_sep", "PATH\\n", "CODE", "file_sep",
                                               "PATH\\n", "CODE", "...", "eot"])]},
@@ -93,7 +64,7 @@ def static_metadata(plan: RunPlan) -> dict:
         "split_assignment": {
             "validation_fraction": plan.validation_fraction, "test_fraction": plan.test_fraction,
             "by": "repository name" if plan.repository is not None else "document content hash",
-            "heldout_fim_rates": {split + suffix: rate for split in heldout_splits(plan)
+            "heldout_fim_rates": {split + suffix: rate for split in plan.heldout_splits
                                   for suffix, rate in plan.heldout_rates.items()}},
         "decontamination": {"ngram_words": plan.contamination_ngram, "files": {
             path: {"sha256": sha256, "ngrams": plan.contamination_ngrams[path]}
@@ -101,9 +72,7 @@ def static_metadata(plan: RunPlan) -> dict:
         "seed": plan.seed,
         "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256},
         "num_shards": plan.num_shards,
-        # Every file prefix and its shard count: metadata.json is written only when exactly these exist.
-        "shards": {TRAIN: plan.num_shards, **{split + suffix: split_num_shards(plan, split)
-                                              for split in heldout_splits(plan) for suffix in plan.heldout_rates}},
+        "shards": plan.shards,
         "inputs": len(plan.files),
         "input_bytes": plan.input_bytes,
         # Round-trip through JSON so metadata.json holds only what JSON can.
@@ -143,7 +112,7 @@ class FimflowPipeline(beam.PTransform):
             rejected.append(clean["rejected"])
             stats.append(clean["stats"])
         eval_sets = None
-        if heldout_splits(plan):
+        if plan.heldout_splits:
             assigned = documents | "Split" >> AssignSplits(plan.validation_fraction, plan.test_fraction)
             documents = assigned["documents"]
             stats.append(assigned["stats"])
@@ -159,12 +128,12 @@ class FimflowPipeline(beam.PTransform):
             tokenizer, plan.tokenizer_threads, plan.tokenizer_processes)
         stats.append(tokenized["stats"])
         shards = []
-        for split in [TRAIN, *heldout_splits(plan)]:
+        for split in [TRAIN, *plan.heldout_splits]:
             split_documents = tokenized["documents"]
             if split != TRAIN:
                 split_documents = split_documents | f"{split.title()}/Select" >> beam.Filter(
                     lambda d, s=split: d.split == s)
-            elif heldout_splits(plan):
+            elif plan.heldout_splits:
                 split_documents = split_documents | "SelectTrain" >> beam.Filter(lambda d: d.split == TRAIN)
             written, split_stats = self._build_split(split_documents, split, tokenizer)
             shards += written
@@ -185,14 +154,14 @@ class FimflowPipeline(beam.PTransform):
         stats = []
         if plan.repository is not None:
             repositories = documents | f"{label}Repositories" >> GroupRepositories(tokenizer,
-                                                                                   repository_budget(plan))
+                                                                                   plan.repository_budget)
             documents = repositories["documents"]
             stats.append(repositories["stats"])
         if plan.fim.level == "document":
             document_fim = documents | f"{label}DocumentFim" >> ApplyDocumentFim(tokenizer, plan.seed, plan.fim)
             documents = document_fim["documents"]
             stats.append(document_fim["stats"])
-        num_shards = split_num_shards(plan, split)
+        num_shards = plan.split_num_shards(split)
         shuffled = documents | f"{label}Shuffle" >> ShuffleDocuments(plan.seed, num_shards, plan.dedup)
         stats.append(shuffled["stats"])
         prefix = "" if split == TRAIN else f"{SPLIT_PREFIX}{split}/"
@@ -202,7 +171,7 @@ class FimflowPipeline(beam.PTransform):
         copies = (ShardCopy(TRAIN, plan.fim),) if split == TRAIN else tuple(
             ShardCopy(split + suffix, dataclasses.replace(plan.fim, rate=rate), f"{SPLIT_PREFIX}{split + suffix}/")
             for suffix, rate in plan.heldout_rates.items())
-        reserve = repository_reserve(plan) if plan.repository is not None else 0
+        reserve = plan.repository_reserve if plan.repository is not None else 0
         written = shuffled["buckets"] | f"{label}Shards" >> WriteShards(
             plan.output, num_shards, plan.seed, copies, tokenizer, plan.tokenizer.special.eot, reserve, prefix)
         stats.append(written["stats"])

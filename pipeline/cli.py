@@ -79,10 +79,11 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, SetupOptions
 
+    from pipeline.argv import checked_argv, names_local_mode
     from pipeline.build import FimflowPipeline
+    from pipeline.flags import FimflowOptions, UsageError
     from pipeline.memory import configure_malloc
-    from pipeline.options import (LOCAL_MODE_FLAGS, FimflowOptions, UsageError, checked_argv, is_direct,
-                                  local_worker_processes, plan_run)
+    from pipeline.plan import plan_run
     from pipeline.processes import ended_cleanly
     from transforms.beam_workarounds import local_runner
     from transforms.output_lock import OutputBusyError, OutputLock
@@ -98,12 +99,12 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
         return 0
     try:
         checked = checked_argv(argv)
-        options = PipelineOptions(checked)
-        plan = plan_run(options, pick_local_mode=not any(a.split("=")[0] in LOCAL_MODE_FLAGS for a in checked))
+        plan = plan_run(PipelineOptions(checked), pick_local_mode=not names_local_mode(checked))
     except UsageError as e:
         logger.error("fimflow run: error: %s", e)
         return 2
-    configure_logging(options.view_as(FimflowOptions).log_level)
+    options = beam_options(checked, plan)
+    configure_logging(plan.log_level)
     start = time.monotonic()
     setup = options.view_as(SetupOptions)
     if setup.save_main_session is None:
@@ -115,7 +116,7 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
     template = None if launches_job else options.view_as(GoogleCloudOptions).template_location
     # Locally, the Python runner every test runs on; never Prism by surprise.
     runner = None
-    if is_direct(options):
+    if plan.local:
         runner = local_runner(options)
         configure_malloc()
     pipeline = beam.Pipeline(runner=runner, options=options)
@@ -133,13 +134,20 @@ def _run(argv: list[str], launches_job: bool = False) -> int:
         except OutputBusyError as e:
             logger.error("fimflow run: error: %s", e)
             return 2
-        workers = local_worker_processes(options) if is_direct(options) else 0
         logger.info("fimflow: %d input file(s) -> %s (%d shards%s)", len(plan.files), plan.output, plan.num_shards,
-                    f", {workers} worker processes" if workers else "")
+                    f", {plan.local_workers} worker processes" if plan.local_workers else "")
         try:
             return _run_holding(pipeline, plan, options, lock, start)
         finally:
             lock.release()
+
+
+def beam_options(checked: list[str], plan):
+    """The runner's options: the command line and what the plan chose for the runner (a local run's worker
+    processes, where the command line named no mode)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions([*checked, *plan.runner_flags])
 
 
 def _run_holding(pipeline, plan, options, lock, start: float) -> int:
@@ -151,14 +159,15 @@ def _run_holding(pipeline, plan, options, lock, start: float) -> int:
     """
     from apache_beam.io.filesystems import FileSystems
 
-    from pipeline.options import FimflowOptions, UsageError, check_no_dataset, is_direct
+    from pipeline.checks import check_no_dataset
+    from pipeline.flags import UsageError
     from pipeline.progress import Progress
     from transforms.schema import METADATA_FILE
     from transforms.write import remove_dataset_files
 
     try:
         # Under the lock: a run that finished since planning is seen here.
-        check_no_dataset(plan.output, options.view_as(FimflowOptions).overwrite)
+        check_no_dataset(plan.output, plan.overwrite)
         removed = remove_dataset_files(plan.output)
     except UsageError as e:
         logger.error("fimflow run: error: %s", e)
@@ -169,13 +178,12 @@ def _run_holding(pipeline, plan, options, lock, start: float) -> int:
         return 1
     if removed:
         logger.info("fimflow: removed %d file(s) of an earlier run at %s", len(removed), plan.output)
-    local = is_direct(options)
+    local = plan.local
     try:
-        with Progress(plan.input_bytes, plan.fim.context_length, quiet=options.view_as(FimflowOptions).quiet
-                      or not local):
+        with Progress(plan.input_bytes, plan.fim.context_length, quiet=plan.quiet or not local):
             result = pipeline.run()
             state = result.wait_until_finish() if local else None
-        if not (local or options.view_as(FimflowOptions).wait):
+        if not (local or plan.wait):
             lock.hand_over(result.job_id() if getattr(result, "has_job", False) else "launched from a Flex Template")
             print(submitted_summary(result, options, plan.output))
             return 0
@@ -249,7 +257,8 @@ def _train_tokenizer(argv: list[str]) -> int:
 
     from apache_beam.io.filesystems import FileSystems
 
-    from pipeline.options import UsageError, resolve_inputs
+    from pipeline.flags import UsageError
+    from pipeline.plan import resolve_inputs
     from pipeline.train_tokenizer import train_code_tokenizer
     from transforms.read import RecordReader
     from transforms.schema import Document

@@ -16,12 +16,12 @@ from typing import NamedTuple, Optional, TextIO
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.records import read_tfrecords
 from transforms.core.fim_format import DEFAULT_FORMAT, FimFormat, fim_format
 from transforms.core.segments import parse_repository_segment, parse_segment
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
-from transforms.schema import METADATA_FILE, TRAIN_PREFIX
+from transforms.core.splits import TRAIN
+from transforms.schema import METADATA_FILE
 
 _STYLES = {"middle": "\033[1;30;43m", "label": "\033[1;36m", "sentinel": "\033[35m", "reset": "\033[0m"}
 
@@ -50,13 +50,13 @@ def _import_tensorflow_quietly():
     return tf
 
 
-def read_examples(output: str, limit: Optional[int] = None, split: str = TRAIN_PREFIX) -> list[dict]:
+def read_examples(output: str, limit: Optional[int] = None, split: str = TRAIN) -> list[dict]:
     """Examples of a dataset's ``split`` (``train``, ``validation``, ``validation_ar``...) as ``tf.data``
     gives them to a trainer: lists of ids per feature."""
     return list(iter_examples(output, limit, split))
 
 
-def iter_examples(output: str, limit: Optional[int] = None, split: str = TRAIN_PREFIX):
+def iter_examples(output: str, limit: Optional[int] = None, split: str = TRAIN):
     """``read_examples``, one at a time."""
     tf = _import_tensorflow_quietly()
 
@@ -87,7 +87,6 @@ def _records_through_beam(files: list[str]):
 
 
 def load_metadata(output: str) -> dict:
-    connect_anonymously_to_emulator()
     with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
         return json.load(f)
 
@@ -161,7 +160,7 @@ def _raw_text(tokenizer: Tokenizer, ids: list, names: dict, color: bool) -> str:
 
 
 def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: bool, out: TextIO,
-                    skip: int = 0, only: Optional[str] = None, raw: bool = False, split: str = TRAIN_PREFIX) -> int:
+                    skip: int = 0, only: Optional[str] = None, raw: bool = False, split: str = TRAIN) -> int:
     """Prints ``n`` examples after ``skip``, of those with a FIM segment (``only='fim'``), with none
     (``'plain'``) or all; ``raw``: in token order with the special tokens written out."""
     metadata = load_metadata(output)

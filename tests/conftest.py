@@ -13,6 +13,7 @@ import pytest
 import sentencepiece as spm
 
 from pipeline.train_tokenizer import train_code_tokenizer
+from tests import emulator_auth
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
 
 # Text in several scripts so that byte fallback, multi-byte characters split
@@ -141,6 +142,9 @@ def jsonl_corpus(tmp_path_factory) -> tuple[Path, list[str]]:
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every process the tests start imports tests/startup/sitecustomize.py first: the emulator configuration.
+STARTUP = str(Path(__file__).resolve().parent / "startup")
+os.environ["PYTHONPATH"] = os.pathsep.join([STARTUP, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")
@@ -152,9 +156,7 @@ def gcs():
     saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
     os.environ["STORAGE_EMULATOR_HOST"] = emulator.host
     os.environ["GOOGLE_CLOUD_PROJECT"] = "fimflow-test"
-    from transforms.beam_workarounds import connect_anonymously_to_emulator
-
-    connect_anonymously_to_emulator()
+    emulator_auth.install()
     yield emulator
     emulator.stop()
     for k, v in saved.items():

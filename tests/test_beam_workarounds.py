@@ -9,21 +9,37 @@ import pytest
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from tests import emulator_auth
 from transforms import beam_workarounds
 
 
-def test_beam_keeps_its_credentials_state_where_the_emulator_workaround_sets_it(monkeypatch):
+def test_beam_keeps_its_credentials_state_where_the_tests_emulator_workaround_sets_it():
     from apache_beam.internal.gcp import auth
 
     assert isinstance(auth._Credentials._credentials_lock, type(threading.Lock()))
     assert hasattr(auth._Credentials, "_credentials") and hasattr(auth._Credentials, "_credentials_init")
-    monkeypatch.setenv(beam_workarounds.EMULATOR_ENV, "http://127.0.0.1:1")
     saved = auth._Credentials._credentials, auth._Credentials._credentials_init
     try:
-        beam_workarounds.connect_anonymously_to_emulator()
+        emulator_auth.connect_anonymously(auth)
         assert auth._Credentials.get_service_credentials(None) is None
     finally:
         auth._Credentials._credentials, auth._Credentials._credentials_init = saved
+
+
+def test_a_process_the_tests_start_connects_anonymously_as_it_imports_beam(tmp_path):
+    """Through tests/startup/sitecustomize.py, with no call in fimflow's code: a process that never imports
+    Beam does not import it for this, and one that does finds its credentials look-up answered at once."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; assert 'apache_beam' not in sys.modules; "
+              "from apache_beam.internal.gcp import auth; "
+              "print(auth._Credentials._credentials_init, auth._Credentials._credentials)")
+    env = {**os.environ, emulator_auth.EMULATOR_ENV: "http://127.0.0.1:1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "None"]
 
 
 @pytest.mark.parametrize("cut", [True, False])

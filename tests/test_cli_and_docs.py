@@ -31,7 +31,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_readme_documents_every_run_option():
     import argparse
 
-    from pipeline.options import FimflowOptions
+    from pipeline.flags import FimflowOptions
 
     parser = argparse.ArgumentParser()
     FimflowOptions._add_argparse_args(parser)
@@ -62,7 +62,7 @@ def _stdlib_slice():
 
 
 def test_default_corpus_is_the_standard_library_without_site_packages():
-    from pipeline.options import resolve_inputs
+    from pipeline.plan import resolve_inputs
 
     files = resolve_inputs(*_ALL())
     assert len(files) > 500 and sum(f.size for f in files) > 10_000_000
@@ -94,21 +94,6 @@ def test_the_scaling_benchmark_runs_on_a_tiny_corpus():
     assert [row["cores"] for row in result["rows"]] == sorted({n for n in (1, 2, cores) if n <= cores})
     for row in result["rows"]:
         assert row["exit_codes"] == [0, 0] and row["peak_rss_mb_3x"] > 0 and row["whole_ratio_3x"] > 0
-
-
-def test_tokenizer_processes_and_threads_default_to_every_core_only_in_process():
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipeline.options import available_cores, default_tokenizer_processes, default_tokenizer_threads
-
-    cores = available_cores()
-    in_process = PipelineOptions([])
-    assert default_tokenizer_processes(in_process) == cores
-    assert default_tokenizer_threads(in_process, cores) == 1
-    assert default_tokenizer_threads(in_process, 1) == cores
-    for elsewhere in (["--direct_running_mode=multi_processing"], ["--runner=DataflowRunner"]):
-        assert default_tokenizer_processes(PipelineOptions(elsewhere)) == 1
-        assert default_tokenizer_threads(PipelineOptions(elsewhere), 1) == 1
 
 
 def test_run_needs_no_tensorflow(tmp_path, code_model_path):
@@ -203,7 +188,7 @@ def test_a_bad_value_is_one_line_not_the_whole_usage(argv, message, capsys):
 def test_run_help_shows_a_line_of_help_and_the_default_of_every_option(capsys):
     import argparse
 
-    from pipeline.options import FimflowOptions
+    from pipeline.flags import FimflowOptions
 
     assert cli.main(["run", "--help"]) == 0
     # Compared without whitespace: argparse wraps lines, also after a hyphen.
@@ -220,63 +205,6 @@ def test_run_help_shows_a_line_of_help_and_the_default_of_every_option(capsys):
     assert "(default:None)" not in text
 
 
-def test_a_local_run_picks_its_mode_from_cores_size_and_memory(monkeypatch):
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
-
-    from pipeline import options
-
-    def mode(text_bytes, available, cores=16):
-        monkeypatch.setattr(options, "available_cores", lambda: cores)
-        chosen = PipelineOptions([])
-        options.choose_local_mode(chosen, text_bytes, available)
-        return chosen.view_as(DirectOptions).direct_running_mode, options.local_worker_processes(chosen)
-
-    big = options.LOCAL_WORKERS_MIN_TEXT_BYTES
-    assert mode(big - 1, None) == ("in_memory", 0)
-    assert mode(big, None) == ("multi_processing", 16)
-    # As many workers as the memory left after the text holds, and none below two.
-    assert mode(big, options.local_memory_need(big, 5) + 1) == ("multi_processing", 5)
-    assert mode(big, options.local_memory_need(big, 1)) == ("in_memory", 0)
-    assert mode(big, None, cores=1) == ("in_memory", 0)
-
-
-def test_a_run_in_one_process_starts_no_more_tokenizer_helpers_than_memory_holds(tmp_path, jsonl_corpus,
-                                                                                code_model_path, monkeypatch):
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipeline import options
-
-    corpus, _ = jsonl_corpus
-    monkeypatch.setattr(options, "available_cores", lambda: 16)
-    argv = ["--input", str(corpus), "--output", str(tmp_path / "out"), "--tokenizer", code_model_path]
-    text_bytes = sum(p.stat().st_size for p in corpus.glob("*.jsonl"))
-    for room, processes in ((None, 16), (2, 3), (0, 1)):
-        available = None if room is None else options.local_memory_need(text_bytes, room) + 1
-        monkeypatch.setattr(options, "available_memory", lambda a=available: a)
-        plan = options.plan_run(PipelineOptions(argv), pick_local_mode=True)
-        assert plan.tokenizer_processes == processes, room
-
-
-def test_the_cli_runs_big_inputs_on_worker_processes_unless_told_a_mode(tmp_path, jsonl_corpus, code_model_path,
-                                                                       monkeypatch, caplog):
-    import logging
-
-    from pipeline import options
-
-    corpus, _ = jsonl_corpus
-    monkeypatch.setattr(options, "LOCAL_WORKERS_MIN_TEXT_BYTES", 0)
-    monkeypatch.setattr(options, "available_cores", lambda: 2)
-    shards = []
-    for name, flags in (("picked", []), ("told", ["--direct_running_mode=in_memory"])):
-        caplog.clear()
-        with caplog.at_level(logging.INFO, logger="pipeline.cli"):
-            assert cli.main(["run", "--input", str(corpus), "--output", str(tmp_path / name), "--tokenizer",
-                             code_model_path, "--context_length", "128", "--quiet", *flags]) == 0
-        assert ("2 worker processes" in caplog.text) == (name == "picked"), caplog.text
-        shards.append([p.read_bytes() for p in sorted((tmp_path / name).glob("train-*"))])
-    assert shards[0] == shards[1] and shards[0]
-
-
 def test_malloc_settings_reach_the_processes_a_run_starts_and_a_users_own_win(monkeypatch):
     from pipeline import memory
 
@@ -287,23 +215,3 @@ def test_malloc_settings_reach_the_processes_a_run_starts_and_a_users_own_win(mo
                                                   "os.environ['MALLOC_MMAP_THRESHOLD_'])"],
                            capture_output=True, text=True, check=True)
     assert child.stdout.split() == [str(memory.SETTINGS["MALLOC_ARENA_MAX"]), "65536"]
-
-
-def test_a_local_run_too_big_for_this_machines_memory_fails_at_once_with_what_to_do(tmp_path, code_model_path,
-                                                                                    monkeypatch, capsys):
-    from pipeline import options
-
-    assert options.available_memory() > 0
-    corpus = tmp_path / "a.jsonl"
-    corpus.write_text(json.dumps({"content": "x = 1\n" * 700_000}) + "\n")
-    # As if this machine had 2 MiB available past the runner's fixed part: room for 1 MiB of text.
-    monkeypatch.setattr(options, "available_memory", lambda: options.LOCAL_BASE_MEMORY_BYTES + (2 << 20))
-    argv = ["run", "--input", str(corpus), "--output", str(tmp_path / "out"), "--tokenizer", code_model_path,
-            "--context_length", "64", "--quiet", "--tokenizer_processes", "1"]
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("fimflow run: error: about 5 MB of text needs about 0.3 GB") and "Dataflow" in err
-    assert "in parts of at most 1 MB of text" in err
-    assert "--memory_check=false" in err and "\n" not in err
-    assert not (tmp_path / "out").exists()
-    assert cli.main([*argv, "--memory_check=false"]) == 0

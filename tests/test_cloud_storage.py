@@ -79,9 +79,9 @@ import json, os, sys
 from tests.gcs_emulator import GcsEmulator, upload
 emulator = GcsEmulator("b")
 os.environ["STORAGE_EMULATOR_HOST"] = emulator.host
-from transforms.beam_workarounds import connect_anonymously_to_emulator
+from tests import emulator_auth
+emulator_auth.install()
 from transforms.read import RecordReader, StorageError
-connect_anonymously_to_emulator()
 upload("".join(json.dumps({"content": "x = %d\\n" % i + "y" * 2000}) + "\\n" for i in range(20000)).encode(),
        "gs://b/big.jsonl")
 read = 0

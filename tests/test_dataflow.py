@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ def build_template(gcs, tmp_path, code_model_path, *extra) -> dict:
     upload(Path(code_model_path).read_bytes(), gcs.url("df/code.model"))
     template = tmp_path / "template.json"
     env = {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-           "HOME": str(tmp_path)}
+           "HOME": str(tmp_path), "PYTHONPATH": os.environ["PYTHONPATH"]}
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", "--runner", "DataflowRunner", "--project", "fimflow-test",
          "--region", "europe-west4", "--temp_location", gcs.url("df/tmp"),
@@ -73,7 +74,7 @@ def test_the_launcher_submits_the_job_and_returns_leaving_the_lock_to_the_job(gc
     api = DataflowApiStandIn()
     try:
         env = {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-               "HOME": str(tmp_path)}
+               "HOME": str(tmp_path), "PYTHONPATH": os.environ["PYTHONPATH"]}
         result = subprocess.run(
             [sys.executable, "-m", "pipeline", "run", "--runner", "DataflowRunner", "--project", "fimflow-test",
              "--region", "europe-west4", "--temp_location", gcs.url("submit/tmp"),

@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 from pipeline.memory import SETTINGS
-from pipeline.options import FimflowOptions, expand_output
+from pipeline.flags import FimflowOptions
+from pipeline.plan import expand_output
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 

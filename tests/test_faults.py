@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cli import main
 from pipeline.inspect_dataset import iter_examples
-from pipeline.options import plan_run, resolve_inputs
+from pipeline.plan import plan_run, resolve_inputs
 from transforms.read import InputChangedError, ReadRangeStep, RecordReader, StorageError
 from transforms.schema import FileRange
 
@@ -243,7 +243,8 @@ def test_dashed_flags_are_aliases_and_metadata_records_no_beam_secret(tmp_path, 
 
 
 def test_the_command_line_check_keeps_beams_flags_and_refuses_what_beam_would_drop():
-    from pipeline.options import UsageError, checked_argv
+    from pipeline.argv import checked_argv
+    from pipeline.flags import UsageError
 
     beam_flags = ["--runner", "DirectRunner", "--direct_num_workers=2", "--experiments", "use_runner_v2",
                   "--overwrite", "--seed", "-5", "--word_cache=false"]

@@ -212,7 +212,7 @@ def test_a_benchmark_file_replaced_after_planning_fails_the_run(tmp_path, code_m
     from apache_beam.testing.test_pipeline import TestPipeline
 
     from pipeline.build import FimflowPipeline
-    from pipeline.options import plan_run
+    from pipeline.plan import plan_run
 
     bench = tmp_path / "bench.txt"
     bench.write_text("one two three four five six seven eight nine ten eleven\n")

@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipeline.build import FimflowPipeline
-from pipeline.options import plan_run
+from pipeline.plan import plan_run
 from pipeline.progress import Progress, share_done
 from tests.conftest import stdlib_sources
 from transforms.stats import PROGRESS_DIR_ENV

@@ -22,7 +22,7 @@ from transforms.core.packing import pack_bucket
 from transforms.core.tokenizer import SpecialTokenNames, TokenizerHandle
 from transforms.match import MatchInputs
 from transforms.read import ReadDocuments
-from transforms.schema import Document, FimConfig, InputSelection, TokenizedDocument
+from transforms.schema import Document, FimConfig, InputSelection, TokenizedDocument, identified
 from transforms.shards import ShardCopy, WriteShards
 from transforms.shuffle import ShuffleDocuments
 from transforms.stats import MergeStats
@@ -62,7 +62,7 @@ def test_tokenize_documents_matches_the_document_encoder(code_model_path, code_t
     texts = ["def f():\n    return 1\n", "日本語 <fim_middle>", "x"]
     expected = [(content_hash(t), tuple(code_tokenizer.encode_documents([t])[0])) for t in texts]
     with TestPipeline() as p:
-        out = (p | beam.Create([Document("s", i, t) for i, t in enumerate(texts)])
+        out = (p | beam.Create([identified(Document("s", i, t)) for i, t in enumerate(texts)])
                | TokenizeDocuments(TokenizerHandle(code_model_path, SpecialTokenNames())))
         ids = out["documents"] | beam.Map(lambda d: (d.content_hash, tuple(d.ids.tolist())))
         assert_that(ids, equal_to(expected), label="ids")
@@ -173,7 +173,7 @@ def test_the_whole_pipeline_is_one_composite_and_its_counts_are_beam_counters(tm
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.build import FimflowPipeline
-    from pipeline.options import plan_run
+    from pipeline.plan import plan_run
 
     corpus, docs = jsonl_corpus
     (corpus.parent / "bad").mkdir(exist_ok=True)

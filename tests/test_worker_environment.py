@@ -72,7 +72,7 @@ def run_pipeline(argv: list[str], runner) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.build import FimflowPipeline
-    from pipeline.options import plan_run
+    from pipeline.plan import plan_run
 
     options = PipelineOptions(argv)
     plan = plan_run(options)

@@ -17,7 +17,6 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
 
-from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.contamination import BenchmarkIndex, benchmark_texts
 from transforms.schema import CONTAMINATION_PREFIX, REJECTED_REASON_PREFIX, Document, Rejected, Stats
 from transforms.stats import StepWithStats
@@ -25,7 +24,6 @@ from transforms.stats import StepWithStats
 
 def read_benchmark(path: str) -> tuple[bytes, str]:
     """A benchmark file's bytes and sha256."""
-    connect_anonymously_to_emulator()
     with FileSystems.open(path) as f:
         data = f.read()
     return data, hashlib.sha256(data).hexdigest()

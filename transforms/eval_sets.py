@@ -18,14 +18,14 @@ import apache_beam as beam
 from transforms.core.eval_tasks import TASKS
 from transforms.core.fim import fim_at
 from transforms.core.fim_format import fim_format
-from transforms.core.hashing import content_hash, seeded_rng, shuffle_key
+from transforms.core.hashing import seeded_rng, shuffle_key
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.schema import Document, FimConfig
 
 
 def candidate_problems(doc: Document, seed: int):
     """``(task, (rank, problem))`` for each task the document has a span for; ``rank`` orders the choice."""
-    identity = content_hash(doc.text)
+    identity = doc.content_hash
     for task, cut in TASKS.items():
         parts = cut(doc.text, seeded_rng("eval", task, seed, identity))
         if parts is None or not parts[1].strip():

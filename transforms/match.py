@@ -28,7 +28,6 @@ from typing import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import file_fingerprint
 from transforms.schema import (INPUT_BYTES, INPUT_FILES, INPUT_FINGERPRINT, SOURCE_PREFIX, InputFile, InputSelection,
                                Stats)
@@ -107,7 +106,6 @@ def _match(pattern: str, selection: InputSelection) -> list[InputFile]:
     # A pattern that now lists fewer files selects fewer: the fingerprint check
     # reports that. One that cannot be listed at all (the storage failing)
     # fails the bundle, so that a passing fault is retried.
-    connect_anonymously_to_emulator()
     try:
         return match_pattern(pattern, selection)[0]
     except Exception as e:  # Each filesystem raises its own; Beam wraps them in BeamIOError.

@@ -30,8 +30,6 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.beam_workarounds import EMULATOR_ENV
-
 LOCK_FILE = ".fimflow-run.lock"
 logger = logging.getLogger(__name__)
 
@@ -51,13 +49,8 @@ def _create_exclusively(path: str, data: bytes) -> bool:
         from google.cloud import storage
 
         bucket, _, name = path[len("gs://"):].partition("/")
-        if os.environ.get(EMULATOR_ENV):
-            from google.auth.credentials import AnonymousCredentials
-
-            client = storage.Client(project="emulator", credentials=AnonymousCredentials())
-        else:
-            client = storage.Client()
-        blob = client.bucket(bucket).blob(name)
+        # With STORAGE_EMULATOR_HOST set (tests), the client connects to the emulator anonymously itself.
+        blob = storage.Client().bucket(bucket).blob(name)
         # The precondition closes the race on Cloud Storage; the look first is for
         # stores that ignore preconditions (the local emulator does).
         if blob.exists():

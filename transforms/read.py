@@ -39,9 +39,9 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressedFile, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.beam_workarounds import check_decompressed_to_the_end, connect_anonymously_to_emulator
+from transforms.beam_workarounds import check_decompressed_to_the_end
 from transforms.schema import (REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, Document, FileRange, InputFile, Rejected,
-                               Stats)
+                               Stats, identified)
 from transforms.stats import StepWithStats
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -381,9 +381,6 @@ class ReadRangeStep:
     def __init__(self, reader: RecordReader):
         self._reader = reader
 
-    def setup(self):
-        connect_anonymously_to_emulator()
-
     def __call__(self, part: FileRange, stats: Stats):
         file = part.file
         check_unchanged(file)
@@ -400,7 +397,7 @@ class ReadRangeStep:
                     stats["bytes_in_error"] += size
             else:
                 stats["text_chars_read"] += len(item.text)
-                item = item._replace(pattern=file.pattern)
+                item = identified(item._replace(pattern=file.pattern))
             yield item
         check_unchanged(file)
         stats["bytes_read"] += size
@@ -414,7 +411,7 @@ class ReadDocuments(beam.PTransform):
     one worker read whole is tokenized by all. That moves the corpus's text
     through a shuffle, which a local runner holds in memory whole, so a run
     wants it only where some file is read whole and is large
-    (``pipeline.options.needs_respread``).
+    (``pipeline.plan.needs_respread``).
     """
 
     def __init__(self, text_field: str = "content", id_field: Optional[str] = None,

@@ -26,6 +26,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from transforms.core.hashing import document_identity
+from transforms.core.splits import TRAIN
+
 # Token ids as fimflow stores them between stages: two bytes each for a vocabulary that fits
 # (most do), which halves the ids the shuffle holds and moves; four bytes otherwise.
 TOKEN_DTYPE = np.int32
@@ -39,9 +42,6 @@ Stats = Counter
 
 # The dataset's layout.
 METADATA_FILE = "metadata.json"
-TRAIN_PREFIX = "train"
-# Every split's examples, and the held-out splits' copies without FIM (for autoregressive loss).
-EXAMPLE_PREFIXES = (TRAIN_PREFIX, "validation", "validation_ar", "test", "test_ar")
 # Statistics of one split or held-out copy: SPLIT_PREFIX + its name + "/" + the count's name.
 SPLIT_PREFIX = "split/"
 # Documents dropped per benchmark file: CONTAMINATION_PREFIX + the file + "/documents".
@@ -122,7 +122,10 @@ class Document(NamedTuple):
     ``--language_field``, else named by the file's extension; ``pattern``: the
     ``--input`` it came from. Both only sort the statistics per source.
     ``repo``/``path``: with ``--group_by repo``, the repository the document
-    is a file of and its path there.
+    is a file of and its path there. ``content_hash``: its identity
+    (``transforms.core.hashing.document_identity``), computed once where it
+    is read (``identified``) and used by every stage after: the split, the
+    evaluation problems, the shuffle and the dedup.
     """
 
     source: str
@@ -133,7 +136,13 @@ class Document(NamedTuple):
     pattern: str = ""
     repo: Optional[str] = None
     path: Optional[str] = None
-    split: str = "train"
+    split: str = TRAIN
+    content_hash: bytes = b""
+
+
+def identified(doc: Document) -> Document:
+    """``doc`` with its ``content_hash`` set."""
+    return doc._replace(content_hash=document_identity(doc.text, doc.path if doc.repo is not None else None))
 
 
 class Rejected(NamedTuple):
@@ -164,7 +173,7 @@ class TokenizedDocument(NamedTuple):
     path: Optional[str] = None
     # UTF-8 bytes of the text the ids encode: what removing a duplicate saves.
     text_bytes: int = 0
-    split: str = "train"
+    split: str = TRAIN
 
 
 class Chunk(NamedTuple):

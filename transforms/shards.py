@@ -14,7 +14,7 @@ per byte of input text, and Beam's in-memory grouping holds them twice).
 Only the bucket in hand is in memory: its documents, its chunks and the
 record being written. So the bucket is the unit of parallel work after the
 shuffle, and the number of buckets is the number of shards
-(``pipeline.options.default_num_shards``).
+(``pipeline.plan.default_num_shards``).
 
 Inside a shard, the chunks come in the order of a keyed hash of (seed,
 bucket, index) (``transforms.core.hashing.shard_key``), so a document cut
@@ -32,7 +32,6 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.fim import fim_chunk
 from transforms.core.hashing import shard_key
 from transforms.core.packing import pack_bucket
@@ -67,7 +66,6 @@ class ShardStep:
         self._stats_prefix = stats_prefix
 
     def setup(self):
-        connect_anonymously_to_emulator()
         self._tokenizer = self._tokenizer_handle.acquire()
 
     def __call__(self, bucket_and_documents: tuple[int, list[TokenizedDocument]], stats: Stats):

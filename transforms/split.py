@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from transforms.core.hashing import content_hash
 from transforms.core.splits import split_of
 from transforms.schema import Document, Stats
 from transforms.stats import StepWithStats
 
 
 def split_identity(doc: Document) -> bytes:
-    return doc.repo.encode("utf-8", "surrogatepass") if doc.repo is not None else content_hash(doc.text)
+    return doc.repo.encode("utf-8", "surrogatepass") if doc.repo is not None else doc.content_hash
 
 
 class SplitStep:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
-from transforms.core.hashing import content_hash
 from transforms.core.tokenizer import TokenizerHandle
 from transforms.core.tokenizer_pool import TokenizerPool
 from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, SOURCE_PREFIX, TOKEN_DTYPE, Document, Stats,
@@ -74,7 +73,7 @@ class TokenizeBatchStep:
                 stats[f"{SOURCE_PREFIX}{source}/tokens"] += len(ids)
                 stats[f"{SOURCE_PREFIX}{source}/text_chars"] += len(doc.text)
             stats["special_token_text_in_documents"] += tokenizer.count_special_text(doc.text)
-            yield TokenizedDocument(content_hash(text), ids, doc.repo, doc.path,
+            yield TokenizedDocument(doc.content_hash, ids, doc.repo, doc.path,
                                     len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass")),
                                     doc.split)
 

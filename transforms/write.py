@@ -25,11 +25,11 @@ from typing import Callable, Optional
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.beam_workarounds import connect_anonymously_to_emulator
 from transforms.core.hashing import rejected_shard_key
 from transforms.files import TEMPORARY_PREFIX, shard_path, write_atomically
+from transforms.core.splits import EXAMPLE_PREFIXES
 from transforms.output_lock import check_lock_holder, release_lock
-from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, EVAL_TASKS, EXAMPLE_PREFIXES,
+from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, EVAL_TASKS,
                                FRAGMENT_HISTOGRAM_PREFIX, HISTOGRAM_PREFIXES, INPUT_BYTES, INPUT_FILES,
                                INPUT_FINGERPRINT, METADATA_FILE, MIDDLE_HISTOGRAM_PREFIX, REJECTED_PREFIX,
                                REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, SPLIT_PREFIX,
@@ -48,9 +48,6 @@ class _WriteShardFn(beam.DoFn):
         self._num_shards = num_shards
         self._suffix = suffix
         self._frame = frame
-
-    def setup(self):
-        connect_anonymously_to_emulator()
 
     def process(self, shard_and_records):
         shard, keyed = shard_and_records
@@ -90,9 +87,6 @@ class WriteSortedShards(beam.PTransform):
 class _WriteEvalSetFn(beam.DoFn):
     def __init__(self, output_dir: str):
         self._output_dir = output_dir
-
-    def setup(self):
-        connect_anonymously_to_emulator()
 
     def process(self, task_and_problems):
         task, problems = task_and_problems
@@ -151,7 +145,6 @@ def remove_dataset_files(output_dir: str) -> list[str]:
     with another ``-of-NNNNN`` never sit beside the new ones. Only fimflow's own
     file names are touched.
     """
-    connect_anonymously_to_emulator()
     metadata = FileSystems.join(output_dir, METADATA_FILE)
     removed = [metadata] if FileSystems.exists(metadata) else []
     if removed:
@@ -326,9 +319,6 @@ class _WriteMetadataFn(beam.DoFn):
         self._planned_inputs = planned_inputs
         self._run_id = run_id
 
-    def setup(self):
-        connect_anonymously_to_emulator()
-
     def process(self, _, stats: dict, shards: list, error_shards: list, eval_sets: list):
         check_inputs_as_planned(self._planned_inputs, stats)
         check_shards(self._static.get("shards", {}), shards)
@@ -387,6 +377,5 @@ class WriteMetadata(beam.PTransform):
 
 
 def _released(metadata_path: str, output_dir: str, run_id: str) -> str:
-    connect_anonymously_to_emulator()
     release_lock(output_dir, run_id)
     return metadata_path

@@ -27,6 +27,11 @@ def content_hash(text: str) -> bytes:
     return h.digest()
 
 
+def document_identity(text: str, path=None) -> bytes:
+    """The identity of a document as it is tokenized: its text, or a repository file's ``PATH\n`` and text."""
+    return content_hash(text if path is None else f"{path}\n{text}")
+
+
 def shuffle_key(seed: int, content: bytes) -> int:
     """A document's position in the shuffled corpus: its content hash keyed by the seed."""
     return _digest64(content, key=seed.to_bytes(16, "little", signed=True))

@@ -14,6 +14,12 @@ import hashlib
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 SPLITS = (TRAIN, VALIDATION, TEST)
+HELDOUT_SPLITS = (VALIDATION, TEST)
+# A held-out split is written twice by default: at the run's FIM rate (its own name) and without FIM
+# (this suffix), for a FIM loss and an autoregressive loss.
+AUTOREGRESSIVE_SUFFIX = "_ar"
+# Every file prefix a dataset's examples may have: each split, and each held-out copy.
+EXAMPLE_PREFIXES = (TRAIN, *(split + suffix for split in HELDOUT_SPLITS for suffix in ("", AUTOREGRESSIVE_SUFFIX)))
 
 
 def split_point(identity: bytes) -> float:

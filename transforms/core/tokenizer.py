@@ -108,9 +108,7 @@ def read_model_bytes(path: str) -> bytes:
     # start without Beam.
     from apache_beam.io.filesystems import FileSystems
 
-    from transforms.beam_workarounds import connect_anonymously_to_emulator
-
-    connect_anonymously_to_emulator()
+    
     with FileSystems.open(path) as f:
         return f.read()
 
