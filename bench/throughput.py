@@ -110,7 +110,6 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
     # A fresh handle loads a fresh tokenizer, whose word cache starts as cold as the pipeline's.
     handle = TokenizerHandle(plan.tokenizer_path, plan.tokenizer.names, reference=not plan.word_cache)
     read = ReadRangeStep(RecordReader(plan.text_field, plan.id_field, plan.max_file_bytes))
-    read.setup()
     docs = timed("read", lambda: [d for file in plan.files for part in split_ranges(file, plan.split_bytes)
                                   for d in read(part, stats) if isinstance(d, Document)])
     tokenize = TokenizeBatchStep(handle, available_cores(), 1, MAX_ENCODE_CHARS)
