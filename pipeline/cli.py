@@ -298,8 +298,10 @@ def _inspect(argv: list[str]) -> int:
     parser.add_argument("--raw", action="store_true",
                         help="Tokens in the order the model sees them, with the sentinels written out.")
     args = parser.parse_args(argv)
+    from pipeline.extras import require_extra
     from pipeline.inspect_dataset import inspect_dataset
 
+    require_extra("tf")
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     only = "fim" if args.fim_only else "plain" if args.plain_only else None
     return inspect_dataset(args.output, args.n, args.tokenizer, color, sys.stdout, args.skip, only, args.raw,
@@ -338,8 +340,11 @@ def _report(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="Print the page's numbers as JSON instead.")
     parser.add_argument("--examples", type=int, default=4, help="Examples rendered in the page.")
     args = parser.parse_args(argv)
+    from pipeline.extras import require_extra
     from pipeline.report import write_report
 
+    if not args.json:
+        require_extra("report")
     return write_report(args.output, args.out, args.json, args.examples, sys.stdout)
 
 
@@ -357,8 +362,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    from pipeline.flags import UsageError
+
     try:
         return COMMANDS[argv[0]](argv[1:])
+    except UsageError as e:
+        print(f"fimflow {argv[0]}: {e}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader stopped reading (`fimflow inspect ... | head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -76,7 +76,7 @@ class FimflowOptions(PipelineOptions):
         add("--num_shards", type=int, default=0,
             help="Output TFRecord shards of the training split; each is one shuffle bucket, packed and "
                  "written by one worker, so also the parallel width after the shuffle (0: from the input "
-                 "size, see README: Scale).")
+                 "size, see docs/scale.md).")
         add("--max_file_bytes", type=int, default=10 << 20,
             help="Plain source files larger than this are rejected.")
         add("--read_split_bytes", type=int, default=0,

@@ -16,6 +16,7 @@ from typing import NamedTuple, Optional, TextIO
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.extras import require_extra
 from transforms.core.records import read_tfrecords
 from transforms.core.fim_format import DEFAULT_FORMAT, FimFormat, fim_format
 from transforms.core.segments import parse_repository_segment, parse_segment
@@ -36,14 +37,13 @@ def _import_tensorflow_quietly():
     descriptor directly, past Python, so it points at /dev/null for the import."""
     import os
 
+    require_extra("tf")
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "wb") as devnull:
             os.dup2(devnull.fileno(), 2)
         import tensorflow as tf
-    except ImportError as e:
-        raise SystemExit("fimflow reads records with tf.data: pip install 'fimflow[tf]'") from e
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -2,60 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import random
-import sysconfig
 from pathlib import Path
 
 import pytest
-import sentencepiece as spm
 
 from pipeline.train_tokenizer import train_code_tokenizer
 from tests import emulator_auth
+from tests.corpora import MULTILINGUAL, multilingual_documents, stdlib_sources, train_sentencepiece, write_jsonl
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
-
-# Text in several scripts so that byte fallback, multi-byte characters split
-# at chunk boundaries and emoji are exercised by every corpus built here.
-MULTILINGUAL = [
-    "日本語のテキストです。東京は大きい都市です。",
-    "Привет, мир! Съешь же ещё этих мягких французских булок.",
-    "emoji 🎉🚀👩‍💻 and flags 🇩🇪 mixed with ascii",
-    "한국어 문장과 中文句子 and Ελληνικά γράμματα",
-    "def grüße(name: str) -> str:\n    return f\"Grüß Gott, {name}! ✓\"\n",
-    "tabs\tand  double  spaces   and trailing   \n\n\nblank lines",
-    "literal sentinels <fim_prefix> <fim_middle> <fim_suffix> <fim_pad> </s> <eot> in code",
-]
-
-
-def stdlib_sources(limit_bytes: int, seed: int = 0) -> list[str]:
-    """Real Python source from the running interpreter, about ``limit_bytes`` of it."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.glob("*.py"))
-    random.Random(seed).shuffle(files)
-    docs, size = [], 0
-    for path in files:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if not text.strip():
-            continue
-        docs.append(text)
-        size += len(text)
-        if size >= limit_bytes:
-            break
-    return docs
-
-
-def multilingual_documents(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    code = stdlib_sources(200_000, seed)
-    docs = []
-    for i in range(n):
-        parts = rng.sample(MULTILINGUAL, 3) + [rng.choice(code)[: rng.randint(50, 3000)]]
-        rng.shuffle(parts)
-        docs.append("\n".join(parts))
-    return docs
-
 
 @pytest.fixture(scope="session")
 def training_text() -> list[str]:
@@ -68,19 +23,10 @@ def code_model_bytes(training_text) -> bytes:
     return train_code_tokenizer(training_text, vocab_size=2000)
 
 
-def _train(texts: list[str], **settings) -> bytes:
-    """A SentencePiece model trained on the lines of ``texts`` by SentencePiece's own trainer."""
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter([line for t in texts for line in t.splitlines() if line.strip()]),
-        model_writer=model, minloglevel=2, **settings)
-    return model.getvalue()
-
-
 @pytest.fixture(scope="session")
 def llama_model_bytes(training_text) -> bytes:
     """A Llama-style model: dummy prefix, byte fallback, sentinels as user-defined symbols."""
-    return _train(training_text, model_type="bpe", vocab_size=2000, byte_fallback=True,
+    return train_sentencepiece(training_text, model_type="bpe", vocab_size=2000, byte_fallback=True,
                   add_dummy_prefix=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
                   user_defined_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
                   character_coverage=0.9995)
@@ -89,7 +35,7 @@ def llama_model_bytes(training_text) -> bytes:
 @pytest.fixture(scope="session")
 def lossy_model_bytes(training_text) -> bytes:
     """A T5-style lossy model: NFKC normalization, whitespace folding, no byte fallback."""
-    return _train(training_text, model_type="unigram", vocab_size=1500, byte_fallback=False,
+    return train_sentencepiece(training_text, model_type="unigram", vocab_size=1500, byte_fallback=False,
                   normalization_rule_name="nmt_nfkc",
                   control_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
                   character_coverage=0.98)
@@ -122,13 +68,6 @@ def llama_model_path(tmp_path_factory, llama_model_bytes) -> str:
     path = tmp_path_factory.mktemp("models") / "llama.model"
     path.write_bytes(llama_model_bytes)
     return str(path)
-
-
-def write_jsonl(path: Path, docs: list[str], field: str = "content") -> Path:
-    with open(path, "w", encoding="utf-8") as f:
-        for i, doc in enumerate(docs):
-            f.write(json.dumps({field: doc, "id": f"doc-{i}"}, ensure_ascii=False) + "\n")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -171,16 +110,3 @@ def lossy_model_path(tmp_path_factory, lossy_model_bytes) -> str:
     path = tmp_path_factory.mktemp("models") / "lossy.model"
     path.write_bytes(lossy_model_bytes)
     return str(path)
-
-
-def require(tool: str) -> str:
-    """The installed tool's path. Where CI sets ``FIMFLOW_REQUIRE_TOOLS=1`` a missing tool fails the test;
-    elsewhere the test skips."""
-    import shutil
-
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("FIMFLOW_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"{tool} is not installed; this check needs it")
-        pytest.skip(f"{tool} is not installed")
-    return path

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from pipeline.cli import main
-from tests.conftest import stdlib_sources
+from tests.corpora import stdlib_sources
 from transforms.core.tokenizer import Tokenizer
 
 EXPECTED_REASONS = {"invalid_json": 1, "not_an_object": 1, "missing_text_field": 1, "text_not_string": 2,

@@ -123,7 +123,7 @@ def test_a_dataflow_run_without_an_image_or_setup_file_is_refused_before_anythin
 def test_train_tokenizer_command_writes_a_lossless_model_with_control_sentinels(tmp_path, capsys):
     from sentencepiece import sentencepiece_model_pb2
 
-    from tests.conftest import MULTILINGUAL, stdlib_sources
+    from tests.corpora import MULTILINGUAL, stdlib_sources
     from transforms.core.tokenizer import PieceType, Tokenizer
 
     src = tmp_path / "src"
@@ -215,3 +215,72 @@ def test_malloc_settings_reach_the_processes_a_run_starts_and_a_users_own_win(mo
                                                   "os.environ['MALLOC_MMAP_THRESHOLD_'])"],
                            capture_output=True, text=True, check=True)
     assert child.stdout.split() == [str(memory.SETTINGS["MALLOC_ARENA_MAX"]), "65536"]
+
+
+def test_the_readme_documents_exactly_the_cli_commands_and_each_has_help(capsys):
+    readme = (ROOT / "README.md").read_text()
+    assert re.findall(r"^### `fimflow ([a-z-]+)", readme, re.M) == list(cli.COMMANDS)
+    for command in cli.COMMANDS:
+        try:
+            code = cli.main([command, "--help"])
+        except SystemExit as exited:  # argparse's own --help
+            code = exited.code
+        assert code == 0 and f"fimflow {command}" in capsys.readouterr().out, command
+
+
+def test_each_extra_a_command_checks_for_is_the_extra_setup_installs():
+    from importlib.metadata import packages_distributions, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from pipeline.extras import EXTRA_MODULES
+
+    installed_by = {}
+    for line in requires("fimflow"):
+        requirement = Requirement(line)
+        for extra in EXTRA_MODULES:
+            if requirement.marker and requirement.marker.evaluate({"extra": extra}):
+                installed_by.setdefault(extra, set()).add(canonicalize_name(requirement.name))
+    # Modules by the distributions that install them (tensorflow comes from tensorflow-cpu).
+    distributions = packages_distributions()
+    assert {extra: {canonicalize_name(d) for m in modules for d in distributions[m]} for extra, modules in EXTRA_MODULES.items()} \
+        == installed_by
+
+
+@pytest.mark.parametrize("command, extra", [(["inspect", "out"], "tf"), (["report", "out"], "report")])
+def test_a_command_without_its_extra_says_in_one_line_which_to_install(command, extra, tmp_path):
+    # The base install, as far as these two go: neither can be found or imported.
+    script = ("import sys; sys.modules['tensorflow'] = sys.modules['matplotlib'] = None\n"
+              "from pipeline.cli import main\n"
+              f"sys.exit(main({command!r}))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and f'pip install -e ".[{extra}]"' in result.stderr, result.stderr
+
+
+def test_the_readme_lists_the_fim_presets_of_the_registry_with_their_layouts():
+    from transforms.core.fim_format import FORMATS
+
+    readme = (ROOT / "README.md").read_text()
+    option = re.search(r"^\| `--fim_format NAME` \| `paper` \| (.*)$", readme, re.M).group(1)
+    assert re.findall(r"`([a-z]+)`", option.split("(see FIM formats)")[0]) == list(FORMATS)
+    table = re.search(r"^\| preset \|.*?\n\|---.*?\n((?:\|.*\n)+)", readme, re.M).group(1)
+    rows = [[cell.strip() for cell in row.strip("|\n").split(" | ")] for row in table.splitlines()]
+    assert [row[0] for row in rows] == [f"`{name}`" for name in FORMATS]
+    for (name, psm, spm, bos, spm_share, *_), fmt in zip(rows, FORMATS.values()):
+        for cell, mode in ((psm, "psm"), (spm, "spm")):
+            expected = f"`{fmt.layout_text(mode)}`".replace("|", "\\|") if mode in fmt.orders else "—"
+            assert cell.split(" (")[0] == expected, (name, mode)
+        assert (bos, float(spm_share)) == ("on" if fmt.bos else "off", fmt.spm_rate), name
+
+
+def test_every_link_between_the_docs_points_at_a_file_of_the_checkout():
+    def prose(page: Path) -> str:  # without code blocks and code spans, which hold brackets of their own
+        return re.sub(r"`[^`\n]*`", "", re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S))
+
+    pages = [ROOT / "README.md", ROOT / "deploy" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = [(page.name, target) for page in pages
+              for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", prose(page))
+              if "://" not in target and not (page.parent / target).exists()]
+    assert len(pages) >= 5 and broken == []

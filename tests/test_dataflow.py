@@ -15,12 +15,18 @@ STAGES = ["Match", "Read", "Tokenize", "Shuffle", "Shards", "WriteRejected", "Me
           "WriteMetadata"]
 
 
+def launcher_environment(gcs, tmp_path, **extra) -> dict:
+    """A launcher's environment: no credentials, no gcloud configuration, the emulator, and the tests'
+    start-up configuration (without it every match waits out Beam's credential look-up retries)."""
+    return {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+            "HOME": str(tmp_path), "PYTHONPATH": os.environ["PYTHONPATH"], **extra}
+
+
 def build_template(gcs, tmp_path, code_model_path, *extra) -> dict:
     upload(b'{"content": "def f():\\n    return 1\\n"}\n', gcs.url("df/in/a.jsonl"))
     upload(Path(code_model_path).read_bytes(), gcs.url("df/code.model"))
     template = tmp_path / "template.json"
-    env = {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-           "HOME": str(tmp_path), "PYTHONPATH": os.environ["PYTHONPATH"]}
+    env = launcher_environment(gcs, tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", "--runner", "DataflowRunner", "--project", "fimflow-test",
          "--region", "europe-west4", "--temp_location", gcs.url("df/tmp"),
@@ -73,8 +79,7 @@ def test_the_launcher_submits_the_job_and_returns_leaving_the_lock_to_the_job(gc
     image = "europe-docker.pkg.dev/fimflow-test/fimflow/fimflow:0.1.0"
     api = DataflowApiStandIn()
     try:
-        env = {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-               "HOME": str(tmp_path), "PYTHONPATH": os.environ["PYTHONPATH"]}
+        env = launcher_environment(gcs, tmp_path)
         result = subprocess.run(
             [sys.executable, "-m", "pipeline", "run", "--runner", "DataflowRunner", "--project", "fimflow-test",
              "--region", "europe-west4", "--temp_location", gcs.url("submit/tmp"),
@@ -106,8 +111,7 @@ def test_a_flex_template_launch_gives_the_job_the_image_it_was_built_as(gcs, tmp
     upload(b'{"content": "def f():\\n    return 1\\n"}\n', gcs.url("flex/in/a.jsonl"))
     upload(Path(code_model_path).read_bytes(), gcs.url("flex/code.model"))
     image = "europe-west4-docker.pkg.dev/fimflow-test/fimflow/fimflow:0.1.0"
-    env = {"STORAGE_EMULATOR_HOST": gcs.host, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-           "HOME": str(tmp_path), "FIMFLOW_WORKER_IMAGE": image}
+    env = launcher_environment(gcs, tmp_path, FIMFLOW_WORKER_IMAGE=image)
 
     def launch(output: str):
         return subprocess.run(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.tools import require
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "deploy" / "README.md"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipeline.cli import main
 from pipeline.defaults import bundled_tokenizer_path
 from pipeline.inspect_dataset import read_examples
-from tests.conftest import write_jsonl
+from tests.corpora import write_jsonl
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
 
 # Each above the 1,048,576 characters a document is encoded in at once.
@@ -78,7 +78,7 @@ def trained_model(model_settings: dict) -> bytes:
 
     import sentencepiece as spm
 
-    from tests.conftest import MULTILINGUAL, stdlib_sources
+    from tests.corpora import MULTILINGUAL, stdlib_sources
 
     lines = [line for t in stdlib_sources(120_000, seed=7) + MULTILINGUAL * 3 + TRICKY * 3
              for line in t.splitlines() if line.strip()]

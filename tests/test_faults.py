@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +66,7 @@ class FaultyFileSystem(LocalFileSystem):
 
     def open(self, path, mime_type="application/octet-stream", compression_type=None):
         return _FailingStream(path[len("faulty://"):], self.fail_after)
+
 
 
 def good_lines(n: int, start: int = 0) -> list[str]:
@@ -259,7 +264,6 @@ def test_the_command_line_check_keeps_beams_flags_and_refuses_what_beam_would_dr
 @pytest.fixture
 def small_disk(tmp_path):
     """A 64 KiB tmpfs: a disk that fills up while the dataset is written."""
-    import subprocess
 
     mount = tmp_path / "small"
     mount.mkdir()
@@ -329,8 +333,6 @@ def test_a_second_writer_on_the_same_output_is_refused_before_it_writes(request,
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, code_model_path):
     import socket
-    import subprocess
-    import sys
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     out = tmp_path / "out"
@@ -381,31 +383,42 @@ def test_an_output_inside_an_input_directory_is_refused(tmp_path, code_model_pat
     assert not (src / "out").exists()
 
 
+def run_in_background(argv: list[str], tmp_path: Path, **popen) -> subprocess.Popen:
+    """``fimflow ARGV`` in a process of its own, its temporary files (progress among them) in ``tmp_path/tmp``."""
+    (tmp_path / "tmp").mkdir()
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *argv], stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent,
+                            env={**os.environ, "TMPDIR": str(tmp_path / "tmp")}, **popen)
+
+
+def wait_until_tokenizing(process: subprocess.Popen, tmp_path: Path, timeout: float = 60) -> None:
+    """Until a DoFn of the run reports tokenizing in its progress file (``pipeline/progress.py``): the run
+    is in the middle of its work, with every worker process it starts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(b'"stage": "tokenize"' in path.read_bytes()
+               for path in (tmp_path / "tmp").glob("fimflow-progress-*/*.jsonl")):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the run reported no tokenizing (exit code {process.poll()})")
+
+
 @pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
 def test_ctrl_c_ends_the_run_with_one_line_and_exit_130(tmp_path, code_model_path, mode):
     """Also with SDK worker processes, whose runner threads would keep an ordinary exit waiting."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     from pipeline.processes import descendants
-    from tests.conftest import stdlib_sources
+    from tests.corpora import stdlib_sources
 
     corpus = tmp_path / "big.jsonl"
     corpus.write_text("".join(json.dumps({"content": d}) + "\n" for d in stdlib_sources(3_000_000) * 10))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--input", str(corpus), "--output", str(out),
-                                "--tokenizer", code_model_path, "--tokenizer_processes", "1",
-                                "--direct_running_mode", mode, "--direct_num_workers", "2"],
-                               stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
-                               # A shell's background job starts with SIGINT ignored, and Python keeps
-                               # it so: the run gets the terminal's default, as at a prompt.
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while not (out / ".fimflow-run.lock").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)
+    process = run_in_background(["run", "--input", str(corpus), "--output", str(out), "--tokenizer",
+                                 code_model_path, "--tokenizer_processes", "1", "--direct_running_mode", mode,
+                                 "--direct_num_workers", "2"], tmp_path,
+                                # A shell's background job starts with SIGINT ignored, and Python keeps
+                                # it so: the run gets the terminal's default, as at a prompt.
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    wait_until_tokenizing(process, tmp_path)
     started = descendants(process.pid)
     process.send_signal(signal.SIGINT)
     err = process.communicate(timeout=60)[1]
@@ -472,26 +485,16 @@ def test_file_names_that_are_not_utf8_are_read_and_named_in_dead_letters(tmp_pat
 
 
 def test_sigterm_ends_a_multi_processing_run_its_workers_and_its_lock(tmp_path, code_model_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import stdlib_sources
+    from tests.corpora import stdlib_sources
 
     corpus = tmp_path / "big.jsonl"
     corpus.write_text("".join(json.dumps({"content": d}) + "\n" for d in stdlib_sources(3_000_000) * 10))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--input", str(corpus), "--output", str(out),
-                                "--tokenizer", code_model_path, "--direct_running_mode=multi_processing",
-                                "--direct_num_workers=2"],
-                               stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               cwd=Path(__file__).resolve().parent.parent)
+    process = run_in_background(["run", "--input", str(corpus), "--output", str(out), "--tokenizer",
+                                 code_model_path, "--direct_running_mode=multi_processing",
+                                 "--direct_num_workers=2"], tmp_path, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / ".fimflow-run.lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(2)
+        wait_until_tokenizing(process, tmp_path)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 143
         # Every process of the run ends: Beam's SDK workers used to outlive the launcher for minutes.
@@ -515,8 +518,6 @@ def test_sigterm_ends_a_multi_processing_run_its_workers_and_its_lock(tmp_path, 
 
 def test_a_worker_missing_a_reader_library_fails_instead_of_rejecting_the_file(tmp_path, monkeypatch):
     """An environment without pyarrow is the image's fault: every Parquet file must not become a dead letter."""
-    import sys
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -247,7 +247,7 @@ def test_models_that_merge_across_words_are_reencoded_whole(lossy_tokenizer):
 @pytest.mark.parametrize("tokenizer_name, model_name", [("code_tokenizer", "code_model_bytes"),
                                                         ("llama_tokenizer", "llama_model_bytes")])
 def test_local_reencoding_equals_full_reencoding_on_real_code(request, tokenizer_name, model_name):
-    from tests.conftest import multilingual_documents, stdlib_sources
+    from tests.corpora import multilingual_documents, stdlib_sources
     from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
 
     fast = request.getfixturevalue(tokenizer_name)
@@ -281,7 +281,7 @@ def test_document_level_fim_counts_each_example_cut_by_packing_once(code_tokeniz
     from transforms.core.hashing import content_hash
     from transforms.core.packing import pack_bucket
     from transforms.schema import TokenizedDocument
-    from tests.conftest import stdlib_sources
+    from tests.corpora import stdlib_sources
 
     texts = [t[:rng_len] for t, rng_len in zip(stdlib_sources(200_000, seed=3), range(30, 3000, 97))]
     config = FimConfig(context_length, rate=0.7, level="document")

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
 import transforms.core.fim as fim_module
-from tests.conftest import stdlib_sources
+from tests.corpora import stdlib_sources
 from pipeline.cli import main
 from pipeline.inspect_dataset import iter_examples
 from pipeline.inspect_dataset import special_token_names as dataset_token_names

@@ -8,10 +8,10 @@ in the same commit, saying why. History:
 * recorded before the package restructure (32df031), which kept them;
 * identical documents scattered over their bucket instead of side by side
   (the corpus holds one duplicate, so every shard's order changed);
-* exact de-duplication became the default (#17): the earlier digests are
+* exact de-duplication became the default: the earlier digests are
   pinned with ``--dedup none``, and ``dedup_exact`` (one copy fewer) and
   ``splits`` (every split's shards, eval sets aside) were recorded then;
-* each shard became one shuffle bucket (#15): the files changed, so their
+* each shard became one shuffle bucket: the files changed, so their
   digests were recorded again, with ``--num_shards 3`` for the earlier
   ``--num_buckets 3 --num_shards 2``. ``RECORDS`` pins what does not depend
   on how records are laid out in files (each split's records as a set), and
@@ -140,7 +140,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_output_bytes_equal_those_recorded_before_the_restructure(tmp_path, corpus, name):
+def test_each_configuration_writes_exactly_its_pinned_bytes(tmp_path, corpus, name):
     out = tmp_path / "out"
     assert main(["run", "--input", str(corpus), "--output", str(out), "--tokenizer", bundled_tokenizer_path(),
                  *COMMON, *CONFIGS[name]]) == 0

@@ -11,7 +11,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.inspect_dataset import iter_examples
 from pipeline.inspect_dataset import special_token_names as dataset_token_names
-from tests.conftest import stdlib_sources, write_jsonl
+from tests.corpora import stdlib_sources, write_jsonl
 from tests.fim_checks import segments
 from transforms.core.segments import parse_segment
 from transforms.core.splits import split_of

@@ -13,7 +13,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from pipeline.build import FimflowPipeline
 from pipeline.plan import plan_run
 from pipeline.progress import Progress, share_done
-from tests.conftest import stdlib_sources
+from tests.corpora import stdlib_sources
 from transforms.stats import PROGRESS_DIR_ENV
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.report import lookup, numbers_as_json, report_numbers
-from tests.conftest import require, stdlib_sources
+from tests.corpora import stdlib_sources
+from tests.tools import require
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.cli import main
-from tests.conftest import stdlib_sources
+from tests.corpora import stdlib_sources
 from transforms.read import RecordReader, split_ranges
 from transforms.schema import InputFile
 

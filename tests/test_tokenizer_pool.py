@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import stdlib_sources
-from tests.test_word_cache import _ids, texts
+from tests.corpora import stdlib_sources
+from tests.corpora import as_lists, tokenizer_texts
 from transforms.core.tokenizer_pool import TokenizerPool, split_by_size
 
 
@@ -35,14 +35,14 @@ def test_split_by_size_balances_the_text():
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(texts, max_size=8))
+@given(batch=st.lists(tokenizer_texts, max_size=8))
 def test_pool_encodes_as_sentencepiece(pool, code_tokenizer, batch):
-    assert _ids(pool.encode_documents_fast(batch)) == code_tokenizer.encode_documents(batch)
+    assert as_lists(pool.encode_documents_fast(batch)) == code_tokenizer.encode_documents(batch)
 
 
 def test_pool_encodes_real_code_as_sentencepiece(pool, code_tokenizer):
     docs = stdlib_sources(300_000, seed=5)
-    assert _ids(pool.encode_documents_fast(docs, num_threads=2)) == code_tokenizer.encode_documents(docs)
+    assert as_lists(pool.encode_documents_fast(docs, num_threads=2)) == code_tokenizer.encode_documents(docs)
 
 
 @pytest.mark.parametrize("bad", [1, 2], ids=["first helper", "last helper"])
@@ -53,14 +53,14 @@ def test_an_error_in_a_helper_is_raised_in_the_caller_and_the_pool_goes_on(pool,
         pool.encode_documents_fast(batch)
     # No reply of the failed batch is left behind to be taken for this one's.
     good = ["x = 1", "y = 2", "z = 3"]
-    assert _ids(pool.encode_documents_fast(good)) == code_tokenizer.encode_documents(good)
+    assert as_lists(pool.encode_documents_fast(good)) == code_tokenizer.encode_documents(good)
 
 
 def test_an_error_in_the_calling_process_leaves_no_reply_behind(pool, code_tokenizer):
     with pytest.raises(ValueError, match="lone surrogate"):
         pool.encode_documents_fast(["a" * 999 + "\udfff", "b" * 1000, "c" * 1000])
     good = ["x = 1", "y = 2", "z = 3"]
-    assert _ids(pool.encode_documents_fast(good)) == code_tokenizer.encode_documents(good)
+    assert as_lists(pool.encode_documents_fast(good)) == code_tokenizer.encode_documents(good)
 
 
 def test_a_helper_that_dies_fails_the_batch_with_a_clear_error(code_tokenizer):
@@ -86,7 +86,7 @@ def test_helpers_run_this_checkout_whatever_the_working_directory(code_tokenizer
     try:
         docs = ["x = 1\n", "y = 2\n", "def f(z):\n"]
         assert [len(share) for share in split_by_size(docs, 2)] == [2, 1]  # The helper gets work.
-        assert _ids(pool.encode_documents_fast(docs)) == code_tokenizer.encode_documents(docs)
+        assert as_lists(pool.encode_documents_fast(docs)) == code_tokenizer.encode_documents(docs)
     finally:
         pool.close()
 

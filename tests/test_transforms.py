@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import stdlib_sources
+from tests.corpora import stdlib_sources
 from transforms.core.hashing import content_hash, shard_key, shuffle_key
 from transforms.core.packing import pack_bucket
 from transforms.core.tokenizer import SpecialTokenNames, TokenizerHandle
@@ -111,10 +111,22 @@ def test_ids_cross_the_shuffle_compressed_and_come_back_exactly(ids, wide, repo)
 
 def test_shuffle_order_is_a_permutation_that_depends_on_the_seed():
     docs = _tokenized(200)
-    orders = {seed: [h for _, hs in expected_buckets(docs, seed, 3) for h in hs] for seed in (7, 8)}
-    assert sorted(orders[7]) == sorted(d.content_hash for d in docs)
-    assert orders[7] != orders[8]
-    assert orders[7] != [d.content_hash for d in docs]
+
+    def order(seed, buckets):
+        return seed, [d.content_hash for _, bucket in sorted(buckets, key=lambda kv: kv[0]) for d in bucket]
+
+    def check(orders):
+        orders = dict(orders)
+        assert sorted(orders[7]) == sorted(d.content_hash for d in docs)
+        assert orders[7] != orders[8] and sorted(orders[7]) == sorted(orders[8])
+        assert orders[7] != [d.content_hash for d in docs]
+
+    with TestPipeline() as p:
+        created = p | beam.Create(docs)
+        orders = [(created | f"Shuffle{seed}" >> ShuffleDocuments(seed, num_buckets=3))["buckets"]
+                  | f"Buckets{seed}" >> beam.combiners.ToList() | f"Order{seed}" >> beam.Map(lambda b, s=seed: order(s, b))
+                  for seed in (7, 8)]
+        assert_that(orders | beam.Flatten(), check)
 
 
 def test_pack_bucket_cuts_exact_lengths_and_keeps_the_partial_tail():

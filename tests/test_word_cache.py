@@ -8,21 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-from tests.conftest import MULTILINGUAL, _train, multilingual_documents, stdlib_sources
+from tests.corpora import MULTILINGUAL, as_lists, multilingual_documents, stdlib_sources, tokenizer_texts, train_sentencepiece
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
 from transforms.core.word_cache import ATOM, WORD, WordCache
-
-# Every kind of cut the splits make, and characters around them: spaces before
-# and after words, "_" next to letters and punctuation, digits, letters of
-# other scripts, emoji, control characters, literal sentinels.
-_PIECES = ["def", "x", "_", "__init__", " ", "  ", "\n", "\t", "(", ").", "0123", "日本", "é", "🎉", "€",
-           "a_b", "self.x", "<fim_middle>", "\x00", "ß", "٣", "\u2581"]
-texts = st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=4)), max_size=30).map("".join)
-
-
-def _ids(arrays) -> list[list[int]]:
-    return [a.tolist() for a in arrays]
-
 
 def test_the_code_models_use_both_split_levels(code_tokenizer, llama_tokenizer, lossy_tokenizer):
     # Otherwise the equality tests below would not exercise the atom level.
@@ -34,20 +22,20 @@ def test_the_code_models_use_both_split_levels(code_tokenizer, llama_tokenizer, 
 
 @pytest.mark.parametrize("name", ["code_tokenizer", "llama_tokenizer"])
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(texts, min_size=1, max_size=6))
+@given(batch=st.lists(tokenizer_texts, min_size=1, max_size=6))
 def test_cached_encoding_equals_sentencepiece(request, name, batch):
     tokenizer = request.getfixturevalue(name)
     expected = tokenizer.encode_documents(batch)
-    assert _ids(tokenizer.encode_documents_fast(batch)) == expected
-    assert _ids(tokenizer.encode_documents_fast(batch, num_threads=2)) == expected  # now from the cache
-    assert _ids(tokenizer.encode_fragments(batch)) == tokenizer.fragment_encoder.encode(batch)
+    assert as_lists(tokenizer.encode_documents_fast(batch)) == expected
+    assert as_lists(tokenizer.encode_documents_fast(batch, num_threads=2)) == expected  # now from the cache
+    assert as_lists(tokenizer.encode_fragments(batch)) == tokenizer.fragment_encoder.encode(batch)
 
 
 @pytest.mark.parametrize("name", ["code_tokenizer", "llama_tokenizer"])
 def test_cached_encoding_equals_sentencepiece_on_real_code_and_text(request, name, code_model_bytes):
     tokenizer = request.getfixturevalue(name)
     docs = stdlib_sources(400_000, seed=3) + multilingual_documents(30, seed=3) + MULTILINGUAL + ["", " ", "x"]
-    assert _ids(tokenizer.encode_documents_fast(docs, num_threads=2)) == tokenizer.encode_documents(docs)
+    assert as_lists(tokenizer.encode_documents_fast(docs, num_threads=2)) == tokenizer.encode_documents(docs)
 
 
 def test_small_caches_start_over_and_stay_exact(llama_tokenizer):
@@ -56,7 +44,7 @@ def test_small_caches_start_over_and_stay_exact(llama_tokenizer):
     docs = stdlib_sources(60_000, seed=5) + MULTILINGUAL
     for start in range(0, len(docs), 4):
         batch = docs[start:start + 4]
-        assert _ids(cache.encode([" " + d for d in batch])) == llama_tokenizer.encode_documents(batch)
+        assert as_lists(cache.encode([" " + d for d in batch])) == llama_tokenizer.encode_documents(batch)
         assert all(n <= 50 for n in cache.cached())
 
 
@@ -78,14 +66,14 @@ def test_a_piece_across_a_cut_turns_that_split_off(code_model_bytes, piece, leve
     tokenizer = Tokenizer(_with_piece(code_model_bytes, piece), SpecialTokenNames())
     assert (tokenizer.word_cache and [p for p, _ in tokenizer.word_cache._levels]) == levels
     docs = ["def f(x_y): return a b", "  f(f(x_y_z)) a b a\u2581b"]
-    assert _ids(tokenizer.encode_documents_fast(docs)) == tokenizer.encode_documents(docs)
+    assert as_lists(tokenizer.encode_documents_fast(docs)) == tokenizer.encode_documents(docs)
     # The piece does cross the cut: splitting there anyway would change the ids.
     forced = WordCache(tokenizer.continuation_encoder, (WORD, ATOM), np.int32)
-    assert _ids(forced.encode(docs)) != tokenizer.encode_documents(docs)
+    assert as_lists(forced.encode(docs)) != tokenizer.encode_documents(docs)
 
 
 def test_without_byte_fallback_unknown_characters_keep_atoms_off(training_text):
-    model = _train(training_text, model_type="bpe", vocab_size=800, byte_fallback=False,
+    model = train_sentencepiece(training_text, model_type="bpe", vocab_size=800, byte_fallback=False,
                    normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
                    control_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
                    character_coverage=0.98)
@@ -94,10 +82,10 @@ def test_without_byte_fallback_unknown_characters_keep_atoms_off(training_text):
     # Neither is in the training text: a letter and a symbol, both <unk>.
     docs = ["x鑫䷀ 鑫 y", "鑫_䷀鑫 ䷀"]
     expected = tokenizer.encode_documents(docs)
-    assert _ids(tokenizer.encode_documents_fast(docs)) == expected
+    assert as_lists(tokenizer.encode_documents_fast(docs)) == expected
     # SentencePiece makes adjacent unknown characters one <unk>, across any cut.
     forced = WordCache(tokenizer.continuation_encoder, (WORD, ATOM), np.int32)
-    assert _ids(forced.encode(docs)) != expected
+    assert as_lists(forced.encode(docs)) != expected
 
 
 # Words of at most 6 characters between single spaces: every window of 8

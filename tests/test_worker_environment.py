@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from tests.checkout import ROOT, copy_checkout
 from tests.gcs_emulator import upload
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
@@ -40,8 +39,7 @@ def worker_environment(folder: Path) -> Path:
                    timeout=900)
     # As the Dockerfile does: the wheel of a clean copy, without resolving dependencies again.
     source = folder.parent / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__",
-                                                                "tests", "bench"))
+    copy_checkout(source, leave_out=("tests", "bench"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(folder.parent), str(source)], check=True, capture_output=True)
     (wheel,) = folder.parent.glob("fimflow-*.whl")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from typing import Callable, Optional
+from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -38,50 +38,24 @@ from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, 
 logger = logging.getLogger(__name__)
 
 
-def _json_line(record: bytes) -> bytes:
-    return record + b"\n"
-
-
-class _WriteShardFn(beam.DoFn):
-    def __init__(self, prefix: str, num_shards: int, suffix: str, frame: Callable[[bytes], bytes]):
+class _WriteRejectedShardFn(beam.DoFn):
+    def __init__(self, prefix: str, num_shards: int):
         self._prefix = prefix
         self._num_shards = num_shards
-        self._suffix = suffix
-        self._frame = frame
 
     def process(self, shard_and_records):
         shard, keyed = shard_and_records
         records = sorted(kr for kr in keyed if kr is not None)
-        path = shard_path(self._prefix, shard, self._num_shards, self._suffix)
+        path = shard_path(self._prefix, shard, self._num_shards, ".jsonl")
 
         def write(f) -> int:
-            for _, record in records:
-                f.write(self._frame(record))
-            return sum(len(record) for _, record in records)
+            for _, line in records:
+                f.write(line + b"\n")
+            return sum(len(line) for _, line in records)
 
         size = write_atomically(path, write)
         logger.debug("wrote %s: %d records", path, len(records))
         yield ShardInfo(path, len(records), size)
-
-
-class WriteSortedShards(beam.PTransform):
-    """``PCollection[(shard, (sort_key, bytes))]`` -> ``PCollection[ShardInfo]``, one per shard.
-
-    ``frame`` turns one record into the bytes the file holds for it.
-    """
-
-    def __init__(self, prefix: str, num_shards: int, suffix: str, frame: Callable[[bytes], bytes]):
-        super().__init__()
-        self._num_shards = num_shards
-        self._fn = _WriteShardFn(prefix, num_shards, suffix, frame)
-
-    def expand(self, keyed_records):
-        every_shard = (keyed_records.pipeline
-                       | "EveryShard" >> beam.Create([(s, None) for s in range(self._num_shards)]))
-        return ((keyed_records, every_shard)
-                | "WithEveryShard" >> beam.Flatten()
-                | "GroupShards" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(self._fn).with_output_types(ShardInfo))
 
 
 class _WriteEvalSetFn(beam.DoFn):
@@ -132,9 +106,13 @@ class WriteRejected(beam.PTransform):
             shard = rejected_shard_key(source, r.position) % num_shards
             return shard, ((source, r.position, r.reason), r.as_json_line())
 
-        return (rejected
-                | "Key" >> beam.Map(keyed_record).with_input_types(Rejected)
-                | "Write" >> WriteSortedShards(self._prefix, num_shards, ".jsonl", _json_line))
+        # Every shard is written, empty or not, so readers can rely on -of-NNNNN.
+        every_shard = rejected.pipeline | "EveryShard" >> beam.Create([(s, None) for s in range(num_shards)])
+        return ((rejected | "Key" >> beam.Map(keyed_record).with_input_types(Rejected), every_shard)
+                | "WithEveryShard" >> beam.Flatten()
+                | "GroupShards" >> beam.GroupByKey()
+                | "WriteShard" >> beam.ParDo(_WriteRejectedShardFn(self._prefix, num_shards))
+                .with_output_types(ShardInfo))
 
 
 def remove_dataset_files(output_dir: str) -> list[str]:
