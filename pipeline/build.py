@@ -27,6 +27,7 @@ from transforms.repository import GroupRepositories
 from transforms.schema import EXAMPLE_FEATURES, SPLIT_PREFIX
 from transforms.shards import ShardCopy, WriteShards
 from transforms.shuffle import ShuffleDocuments
+from transforms.sinks import output_sink
 from transforms.split import AssignSplits
 from transforms.stats import MergeStats, prefixed
 from transforms.tokenize import TokenizeDocuments
@@ -73,6 +74,9 @@ def static_metadata(plan: RunPlan) -> dict:
         "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256},
         "num_shards": plan.num_shards,
         "shards": plan.shards,
+        # Each format's files per shard (the first listed in "files"), and what reads it (docs/trainers.md).
+        "output_formats": [{"name": name, "files_per_shard": list(output_sink(name).suffixes),
+                            "read_with": output_sink(name).reading} for name in plan.output_formats],
         "inputs": len(plan.files),
         "input_bytes": plan.input_bytes,
         # Round-trip through JSON so metadata.json holds only what JSON can.
@@ -173,6 +177,7 @@ class FimflowPipeline(beam.PTransform):
             for suffix, rate in plan.heldout_rates.items())
         reserve = plan.repository_reserve if plan.repository is not None else 0
         written = shuffled["buckets"] | f"{label}Shards" >> WriteShards(
-            plan.output, num_shards, plan.seed, copies, tokenizer, plan.tokenizer.special.eot, reserve, prefix)
+            plan.output, num_shards, plan.seed, copies, tokenizer, plan.tokenizer.special.eot, reserve, prefix,
+            plan.output_formats)
         stats.append(written["stats"])
         return [written["shards"]], stats

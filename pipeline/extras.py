@@ -2,7 +2,9 @@
 
 ``pip install -e .`` installs what building a dataset needs, which is what
 Dataflow workers install too. Reading records back needs TensorFlow (the
-``tf`` extra) and the report also matplotlib (``report``); a command that
+``tf`` extra) and the report also matplotlib (``report``); writing
+ArrayRecord files needs ``array_record`` (``--output_format array_record``,
+which Dataflow's worker image installs). A command that
 needs an extra checks for it first, so a user sees which one to install
 instead of a traceback.
 """
@@ -15,7 +17,7 @@ from pipeline.flags import UsageError
 
 # Each extra's modules, as setup.py's extras_require installs them (tests/test_readme_commands.py
 # installs them the README's way and runs the commands).
-EXTRA_MODULES = {"tf": ("tensorflow",), "report": ("tensorflow", "matplotlib")}
+EXTRA_MODULES = {"tf": ("tensorflow",), "report": ("tensorflow", "matplotlib"), "array_record": ("array_record",)}
 
 
 class MissingExtra(UsageError):

@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.machine import LOCAL_BASE_MEMORY_BYTES, LOCAL_MEMORY_PER_TEXT_BYTE, LOCAL_WORKER_MEMORY_BYTES
 from transforms.core.fim_format import DEFAULT_FORMAT, FORMATS
+from transforms.sinks import DEFAULT_OUTPUT_FORMAT, OUTPUT_FORMATS
 from transforms.schema import DEDUP_MODES, FIM_LEVELS, GROUPINGS, SPAN_UNITS, TRIM_POLICIES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -50,6 +51,10 @@ class FimflowOptions(PipelineOptions):
         add("--output", default=None,
             help="Output directory (local or gs://); {date} and {datetime} become the launch time (UTC), "
                  "for scheduled runs. Default: ./fimflow_out for the default corpus; required otherwise.")
+        add("--output_format", action="append", choices=tuple(OUTPUT_FORMATS), default=None,
+            help=f"Format of the examples' shards; repeatable, every format written from the same chunks in "
+                 f"the same step ({', '.join(OUTPUT_FORMATS)}; docs/trainers.md says which trainer reads "
+                 f"which). Default: {DEFAULT_OUTPUT_FORMAT}.")
         add("--tokenizer", default=None,
             help="SentencePiece model (local or gs://). Default: the bundled code tokenizer.")
         add("--context_length", type=int, default=2048, help="Tokens per example.")
@@ -74,7 +79,7 @@ class FimflowOptions(PipelineOptions):
             help="JSONL field / Parquet column naming each record's language, for the statistics per "
                  "language in metadata.json; whole files are named by their extension.")
         add("--num_shards", type=int, default=0,
-            help="Output TFRecord shards of the training split; each is one shuffle bucket, packed and "
+            help="Output shards of the training split; each is one shuffle bucket, packed and "
                  "written by one worker, so also the parallel width after the shuffle (0: from the input "
                  "size, see docs/scale.md).")
         add("--max_file_bytes", type=int, default=10 << 20,

@@ -13,16 +13,17 @@ import json
 import sys
 from typing import NamedTuple, Optional, TextIO
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.extras import require_extra
-from transforms.core.records import read_tfrecords
 from transforms.core.fim_format import DEFAULT_FORMAT, FimFormat, fim_format
 from transforms.core.segments import parse_repository_segment, parse_segment
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
 from transforms.core.splits import TRAIN
+from transforms.files import ShardName
 from transforms.schema import METADATA_FILE
+from transforms.sinks import DEFAULT_OUTPUT_FORMAT, SinkLayout, output_sink
+from transforms.write import output_formats
 
 _STYLES = {"middle": "\033[1;30;43m", "label": "\033[1;36m", "sentinel": "\033[35m", "reset": "\033[0m"}
 
@@ -50,40 +51,49 @@ def _import_tensorflow_quietly():
     return tf
 
 
-def read_examples(output: str, limit: Optional[int] = None, split: str = TRAIN) -> list[dict]:
-    """Examples of a dataset's ``split`` (``train``, ``validation``, ``validation_ar``...) as ``tf.data``
-    gives them to a trainer: lists of ids per feature."""
-    return list(iter_examples(output, limit, split))
+def read_examples(output: str, limit: Optional[int] = None, split: str = TRAIN,
+                  output_format: Optional[str] = None) -> list[dict]:
+    """Examples of a dataset's ``split`` (``train``, ``validation``, ``validation_ar``...) as a trainer
+    gets them, lists of ids per feature: ``tf.train.Example``s parsed by TensorFlow (read by ``tf.data``
+    from local TFRecords), other formats by their own readers. ``output_format``: one the dataset was
+    written in (default: its first)."""
+    return list(iter_examples(output, limit, split, output_format))
 
 
-def iter_examples(output: str, limit: Optional[int] = None, split: str = TRAIN):
+def iter_examples(output: str, limit: Optional[int] = None, split: str = TRAIN,
+                  output_format: Optional[str] = None):
     """``read_examples``, one at a time."""
-    tf = _import_tensorflow_quietly()
-
-    with FileSystems.open(FileSystems.join(output, METADATA_FILE)) as f:
-        metadata = json.load(f)
-    length = metadata["context_length"]
+    metadata = load_metadata(output)
+    written = output_formats(metadata)
+    output_format = output_format or written[0]
+    if output_format not in written:
+        raise ValueError(f"{output} holds no {output_format} files; it was written as {', '.join(written)}")
+    sink = output_sink(output_format)
     files = [FileSystems.join(output, entry["path"]) for entry in metadata["files"]
-             if entry["path"].rsplit("-", 3)[0] == split]
+             if ShardName.parse(entry["path"]).prefix == split
+             and entry.get("format", DEFAULT_OUTPUT_FORMAT) == output_format]
+    if not sink.holds_examples:
+        layout = SinkLayout(metadata["context_length"], metadata["vocab_size"])
+        features = (example for path in files for example in sink.read_features(path, layout))
+        for example in itertools.islice(features, limit):
+            yield {name: example[name].tolist() for name in metadata["features"]}
+        return
+    tf = _import_tensorflow_quietly()
+    length = metadata["context_length"]
     spec = {name: tf.io.FixedLenFeature([length], tf.int64) for name in metadata["features"]}
-    if all("://" not in path for path in files):
+    if output_format == DEFAULT_OUTPUT_FORMAT and all("://" not in path for path in files):
         records = tf.data.TFRecordDataset(files)
     else:
-        # TensorFlow's own gs:// client ignores STORAGE_EMULATOR_HOST and knows only some
-        # of Beam's filesystems: read the records through Beam, parse them with TensorFlow.
-        records = tf.data.Dataset.from_generator(lambda: itertools.islice(_records_through_beam(files), limit),
-                                                 output_signature=tf.TensorSpec([], tf.string))
+        # TensorFlow's own gs:// client ignores STORAGE_EMULATOR_HOST and knows only some of Beam's
+        # filesystems, and reads no other container: the sink reads the records, TensorFlow parses them.
+        records = tf.data.Dataset.from_generator(
+            lambda: itertools.islice((r for path in files for r in sink.read_records(path)), limit),
+            output_signature=tf.TensorSpec([], tf.string))
     dataset = records.map(lambda r: tf.io.parse_single_example(r, spec))
     if limit is not None:
         dataset = dataset.take(limit)
     for example in dataset.as_numpy_iterator():
         yield {k: v.tolist() for k, v in example.items()}
-
-
-def _records_through_beam(files: list[str]):
-    for path in files:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            yield from read_tfrecords(f)
 
 
 def load_metadata(output: str) -> dict:

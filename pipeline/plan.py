@@ -20,6 +20,7 @@ from pipeline import defaults
 from pipeline.argv import declared_flags, unknown_options
 from pipeline.checks import (check, check_benchmarks, check_local_memory, check_output_outside_inputs,
                              check_workers_get_fimflow)
+from pipeline.extras import require_extra
 from pipeline.flags import FimflowOptions, UsageError
 from pipeline.machine import Machine
 from transforms.core.fim_format import SENTINEL_ROLES, FimFormat, fim_format
@@ -30,6 +31,7 @@ from transforms.core.tokenizer import (ROLE_FLAGS, SpecialTokenNames, Tokenizer,
 from transforms.match import match_pattern
 from transforms.read import COMPRESSION_SUFFIXES, DEFAULT_SPLIT_BYTES, PARQUET_SUFFIXES, splittable
 from transforms.schema import FimConfig, InputFile, InputSelection
+from transforms.sinks import DEFAULT_OUTPUT_FORMAT, output_sink
 
 # Three sentinels and <eot> must fit with room for text.
 MIN_CONTEXT_LENGTH = 8
@@ -89,6 +91,8 @@ class RunPlan:
     # Whether documents go through a Reshuffle after reading (``transforms.read.ReadDocuments``).
     respread: bool
     max_error_fraction: float
+    # The formats each shard is written in (``transforms.sinks.OUTPUT_FORMATS``), the first counted.
+    output_formats: tuple
     tokenizer_processes: int
     tokenizer_threads: int
     word_cache: bool
@@ -258,6 +262,10 @@ def plan_run(options: PipelineOptions, pick_local_mode: bool = False, machine: O
                  "tokenizer_processes", "tokenizer_threads", "eval_examples_per_task"):
         check(getattr(o, name) >= 0, f"--{name} must not be negative")
     check(-(1 << 63) <= o.seed < (1 << 63), f"--seed={o.seed} must fit in 64 bits")
+    output_formats = tuple(dict.fromkeys(o.output_format or [DEFAULT_OUTPUT_FORMAT]))
+    for name in output_formats:
+        if output_sink(name).extra:
+            require_extra(output_sink(name).extra)
     local = is_direct(options)
     if o.input:
         check(o.output is not None, "--output is required with --input")
@@ -328,6 +336,7 @@ def plan_run(options: PipelineOptions, pick_local_mode: bool = False, machine: O
         split_bytes=split_bytes,
         respread=needs_respread(files, one_process),
         max_error_fraction=o.max_error_fraction,
+        output_formats=output_formats,
         tokenizer_processes=processes,
         tokenizer_threads=threads,
         word_cache=o.word_cache,

@@ -203,12 +203,17 @@ def test_a_shard_missing_or_extra_fails_the_run():
     from transforms.write import DatasetIncompleteError, check_shards
 
     planned = {"train": 2, "validation": 1}
-    written = [ShardInfo(f"gs://b/out/{name}", 1, 10) for name in (
+    written = [ShardInfo(f"gs://b/out/{name}", 1, "tfrecord") for name in (
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "validation-00000-of-00001.tfrecord")]
     check_shards(planned, written)
     for wrong in (written[1:], written + written[:1]):
         with pytest.raises(DatasetIncompleteError, match="not the shards planned"):
             check_shards(planned, wrong)
+    # With a second format, each format's shards must all be there.
+    parquet = [ShardInfo(s.path.replace(".tfrecord", ".parquet"), 1, "parquet") for s in written]
+    check_shards(planned, written + parquet, ("tfrecord", "parquet"))
+    with pytest.raises(DatasetIncompleteError, match=r"validation \(parquet\)"):
+        check_shards(planned, written + parquet[:2], ("tfrecord", "parquet"))
 
 
 def test_binary_files_beside_sources_are_skipped_not_errors(tmp_path, code_model_path):

@@ -26,6 +26,7 @@ import zstandard
 
 from tests.checkout import ROOT, copy_checkout
 from tests.gcs_emulator import upload
+from transforms.sinks import OUTPUT_FORMATS
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +97,10 @@ def test_the_pipeline_runs_on_workers_that_have_only_what_the_image_installs(gcs
     harness = environments.SubprocessSDKEnvironment.from_command_string(
         f"{python} -m apache_beam.runners.worker.sdk_worker_main")
     # No --tokenizer: the bundled model, which the workers find in their own installed package.
+    # Every output format: each sink's library must be in the image, and write to gs:// from there.
+    formats = [flag for name in OUTPUT_FORMATS for flag in ("--output_format", name)]
     common = ["--input", gcs.url("workers/in/*"), "--context_length", "128", "--max_error_fraction", "0.1",
-              "--read_split_bytes", str(1 << 20)]
+              "--read_split_bytes", str(1 << 20), *formats]
     run_pipeline([*common, "--output", gcs.url("workers/out")], fn_runner.FnApiRunner(default_environment=harness))
     run_pipeline([*common, "--output", gcs.url("workers/reference")], local_runner(PipelineOptions([])))
 
@@ -108,6 +111,7 @@ def test_the_pipeline_runs_on_workers_that_have_only_what_the_image_installs(gcs
 
     metadata = json.loads(FileSystems.open(gcs.url("workers/out/metadata.json")).read())
     assert metadata["counts"]["documents"] == 40 and metadata["errors"]["by_reason"] == {"invalid_json": 1}
+    assert {entry["format"] for entry in metadata["files"]} == set(OUTPUT_FORMATS)
     # The same bytes as the test's own environment gives.
     assert files("workers/out") == files("workers/reference")
     # And the DoFns did run in the worker environment.

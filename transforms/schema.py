@@ -195,11 +195,12 @@ class Example(NamedTuple):
 
 
 class ShardInfo(NamedTuple):
-    """One written file: its path, record count and record bytes."""
+    """One written shard: the path of its main file, its record count and its format (an output format's
+    name, ``jsonl`` for dead letters)."""
 
     path: str
     records: int
-    bytes: int
+    format: str
 
 
 @dataclasses.dataclass(frozen=True)

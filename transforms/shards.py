@@ -1,11 +1,12 @@
 """A split's shards from its shuffled buckets: pack, FIM, serialize and write, one bucket per shard.
 
 In: ``(bucket, documents)`` in shuffled order (``ShuffleDocuments``). Out:
-``ShardInfo`` of each file written, ``PREFIX-BBBBB-of-NNNNN.tfrecord`` for
-each bucket ``BBBBB`` and each ``ShardCopy`` (the training split has one; a
-held-out split one per held-out FIM rate, cut from the same chunks), and
-statistics: chunks, then each copy's FIM counts (``transforms.core.fim``),
-under the copy's ``stats_prefix``.
+``ShardInfo`` of each shard written, ``PREFIX-BBBBB-of-NNNNN.SUFFIX`` for
+each bucket ``BBBBB``, each ``ShardCopy`` (the training split has one; a
+held-out split one per held-out FIM rate, cut from the same chunks) and each
+output format (``transforms.sinks``: every format gets the same examples in
+the same order, made once), and statistics: chunks, then each copy's FIM
+counts (``transforms.core.fim``), under the copy's ``stats_prefix``.
 
 Why one step per bucket: examples are written where they are made. None is
 held beside the others or moved through a second shuffle, which a local
@@ -35,10 +36,11 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.core.fim import fim_chunk
 from transforms.core.hashing import shard_key
 from transforms.core.packing import pack_bucket
-from transforms.core.records import example_record, tfrecord_frame
+from transforms.core.records import example_record
 from transforms.core.tokenizer import TokenizerHandle
-from transforms.files import shard_path, write_atomically
+from transforms.files import AtomicFiles, ShardName
 from transforms.schema import FimConfig, ShardInfo, Stats, TokenizedDocument
+from transforms.sinks import DEFAULT_OUTPUT_FORMAT, SinkLayout, output_sink
 from transforms.stats import StepWithStats, prefixed
 
 
@@ -52,10 +54,12 @@ class ShardCopy(NamedTuple):
 
 
 class ShardStep:
-    """``(bucket, documents)`` -> ``ShardInfo`` per copy: the bucket's shard files, written."""
+    """``(bucket, documents)`` -> ``ShardInfo`` per copy and format: the bucket's shard files, written."""
 
     def __init__(self, output_dir: str, num_shards: int, seed: int, copies: tuple[ShardCopy, ...],
-                 tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = ""):
+                 tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = "",
+                 formats: tuple[str, ...] = (DEFAULT_OUTPUT_FORMAT,)):
+        self._sinks = tuple(output_sink(name) for name in formats)
         self._output_dir = output_dir
         self._num_shards = num_shards
         self._seed = seed
@@ -75,24 +79,25 @@ class ShardStep:
                                   self._keep_whole_reserve))
         stats.update(prefixed(Counter(chunks=len(chunks)), self._stats_prefix))
         order = sorted(range(len(chunks)), key=lambda index: shard_key(self._seed, bucket, index))
+        layout = SinkLayout(self._copies[0].fim.context_length, self._tokenizer.vocab_size)
+        serialize = any(sink.holds_examples for sink in self._sinks)
         for copy in self._copies:
             counts: Stats = Counter()
-
-            def write(f) -> int:
-                size = 0
+            name = ShardName(FileSystems.join(self._output_dir, copy.prefix), bucket, self._num_shards, "")
+            with AtomicFiles() as files:
+                sinks = [sink(files, name, layout) for sink in self._sinks]
                 for index in order:
                     example, example_counts = fim_chunk(chunks[index], self._seed, copy.fim, self._tokenizer)
                     counts.update(example_counts)
-                    record = example_record(example)
-                    f.write(tfrecord_frame(record))
-                    size += len(record)
-                return size
-
-            path = shard_path(FileSystems.join(self._output_dir, copy.prefix), bucket, self._num_shards,
-                              ".tfrecord")
-            size = write_atomically(path, write)
+                    record = example_record(example) if serialize else None
+                    for sink in sinks:
+                        sink.write(example, record)
+                for sink in sinks:
+                    sink.close()
+                files.commit()
             stats.update(prefixed(counts, copy.stats_prefix))
-            yield ShardInfo(path, len(order), size)
+            for sink in self._sinks:
+                yield ShardInfo(str(name.with_suffix(sink.suffixes[0])), len(order), sink.name)
 
 
 class WriteShards(beam.PTransform):
@@ -101,14 +106,16 @@ class WriteShards(beam.PTransform):
     Every bucket from 0 to ``num_shards - 1`` must come once, empty or not
     (``ShuffleDocuments`` sees to it), so every shard exists and readers can
     rely on ``-of-NNNNN``. ``keep_whole_reserve``: see ``transforms.core.packing``.
-    ``stats_prefix``: put before the packing counts (a held-out split's).
+    ``stats_prefix``: put before the packing counts (a held-out split's). ``formats``: the output
+    formats (``transforms.sinks.OUTPUT_FORMATS``) each shard is written in.
     """
 
     def __init__(self, output_dir: str, num_shards: int, seed: int, copies: tuple[ShardCopy, ...],
-                 tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = ""):
+                 tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = "",
+                 formats: tuple[str, ...] = (DEFAULT_OUTPUT_FORMAT,)):
         super().__init__()
         self._step = ShardStep(output_dir, num_shards, seed, copies, tokenizer, eot, keep_whole_reserve,
-                               stats_prefix)
+                               stats_prefix, formats)
 
     def expand(self, buckets):
         return buckets | "PackFimWrite" >> StepWithStats("shards", self._step, "shards", output_type=ShardInfo)

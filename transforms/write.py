@@ -26,9 +26,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.core.hashing import rejected_shard_key
-from transforms.files import TEMPORARY_PREFIX, shard_path, write_atomically
+from transforms.files import TEMPORARY_PREFIX, ShardName, write_atomically
 from transforms.core.splits import EXAMPLE_PREFIXES
 from transforms.output_lock import check_lock_holder, release_lock
+from transforms.sinks import DEFAULT_OUTPUT_FORMAT, OUTPUT_FORMATS
 from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, EVAL_TASKS,
                                FRAGMENT_HISTOGRAM_PREFIX, HISTOGRAM_PREFIXES, INPUT_BYTES, INPUT_FILES,
                                INPUT_FINGERPRINT, METADATA_FILE, MIDDLE_HISTOGRAM_PREFIX, REJECTED_PREFIX,
@@ -46,16 +47,15 @@ class _WriteRejectedShardFn(beam.DoFn):
     def process(self, shard_and_records):
         shard, keyed = shard_and_records
         records = sorted(kr for kr in keyed if kr is not None)
-        path = shard_path(self._prefix, shard, self._num_shards, ".jsonl")
+        path = str(ShardName(self._prefix, shard, self._num_shards, ".jsonl"))
 
-        def write(f) -> int:
+        def write(f) -> None:
             for _, line in records:
                 f.write(line + b"\n")
-            return sum(len(line) for _, line in records)
 
-        size = write_atomically(path, write)
+        write_atomically(path, write)
         logger.debug("wrote %s: %d records", path, len(records))
-        yield ShardInfo(path, len(records), size)
+        yield ShardInfo(path, len(records), "jsonl")
 
 
 class _WriteEvalSetFn(beam.DoFn):
@@ -121,18 +121,20 @@ def remove_dataset_files(output_dir: str) -> list[str]:
     Removing the completion marker before anything else means that a reader
     never sees a marker next to shards of another run, and that stale shards
     with another ``-of-NNNNN`` never sit beside the new ones. Only fimflow's own
-    file names are touched.
+    file names are touched: those of every output format, whichever this run writes.
     """
     metadata = FileSystems.join(output_dir, METADATA_FILE)
     removed = [metadata] if FileSystems.exists(metadata) else []
     if removed:
         FileSystems.delete(removed)
-    patterns = [*(FileSystems.join(output_dir, f"{prefix}-*-of-*.tfrecord") for prefix in EXAMPLE_PREFIXES),
+    patterns = [*(FileSystems.join(output_dir, f"{prefix}-*-of-*{suffix}") for prefix in EXAMPLE_PREFIXES
+                  for sink in OUTPUT_FORMATS.values() for suffix in sink.suffixes),
                 *(FileSystems.join(output_dir, EVAL_DIR, f"{task}.jsonl") for task in EVAL_TASKS),
                 FileSystems.join(output_dir, ERRORS_DIR, f"{REJECTED_PREFIX}-*-of-*.jsonl"),
                 FileSystems.join(output_dir, f"{TEMPORARY_PREFIX}*"),
                 FileSystems.join(output_dir, ERRORS_DIR, f"{TEMPORARY_PREFIX}*")]
-    stale = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+    # One file can match two patterns (``*.bin`` and ``*.segment_ids.bin``).
+    stale = sorted({m.path for result in FileSystems.match(patterns) for m in result.metadata_list})
     if stale:
         FileSystems.delete(stale)
     return removed + stale
@@ -179,10 +181,11 @@ def check_inputs_as_planned(planned: dict, matched: dict) -> None:
             "truncated or replaced); metadata.json not written")
 
 
-def check_shards(planned: dict, shards: list) -> None:
+def check_shards(planned: dict, shards: list, formats=(DEFAULT_OUTPUT_FORMAT,)) -> None:
     """Raises ``DatasetIncompleteError`` unless ``shards`` (``ShardInfo``) are exactly the ``planned``
-    count of shards of each file prefix (``train``, ``validation_ar``...)."""
-    found = Counter(shard.path.rsplit("/", 1)[-1].rsplit("-", 3)[0] for shard in shards)
+    count of shards of each file prefix (``train``, ``validation_ar``...) in each output format."""
+    found = Counter(f"{ShardName.parse(shard.path).base_name} ({shard.format})" for shard in shards)
+    planned = {f"{prefix} ({name})": count for prefix, count in planned.items() for name in formats}
     if found != Counter(planned):
         raise DatasetIncompleteError(
             f"the shards written ({dict(sorted(found.items()))}) are not the shards planned "
@@ -240,9 +243,10 @@ def sources(stats: dict) -> dict:
     return {kind: dict(sorted(by.items())) for kind, by in result.items()}
 
 
-def splits(stats: dict, shards: list, relative) -> dict:
-    """Per split and held-out copy (``validation_ar``...): its examples and files, and its own
-    statistics (``SPLIT_PREFIX`` + name + ``/`` + count). Empty for a run without held-out splits."""
+def splits(stats: dict, shards: list, relative, counted_format: str = DEFAULT_OUTPUT_FORMAT) -> dict:
+    """Per split and held-out copy (``validation_ar``...): its examples (in the files of
+    ``counted_format``; every format holds the same), its files and its own statistics (``SPLIT_PREFIX``
+    + name + ``/`` + count). Empty for a run without held-out splits."""
     result: dict = {}
     for key, value in stats.items():
         if key.startswith(SPLIT_PREFIX):
@@ -252,11 +256,16 @@ def splits(stats: dict, shards: list, relative) -> dict:
     if not result:
         return {}
     for shard in sorted(shards, key=lambda s: s.path):
-        name = relative(shard.path).rsplit("-", 3)[0]
-        entry = result.setdefault(name, {})
-        entry["examples"] = entry.get("examples", 0) + shard.records
+        entry = result.setdefault(ShardName.parse(relative(shard.path)).prefix, {})
+        if shard.format == counted_format:
+            entry["examples"] = entry.get("examples", 0) + shard.records
         entry.setdefault("files", []).append(relative(shard.path))
     return dict(sorted(result.items()))
+
+
+def output_formats(metadata: dict) -> list[str]:
+    """The output formats of a dataset's (static) metadata, the first the one its counts are read from."""
+    return [entry["name"] for entry in metadata.get("output_formats", ())] or [DEFAULT_OUTPUT_FORMAT]
 
 
 def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, error_shards: list) -> dict:
@@ -265,7 +274,8 @@ def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, e
     reasons = {k[len(REJECTED_REASON_PREFIX):]: v for k, v in stats.items() if k.startswith(REJECTED_REASON_PREFIX)}
     metadata = dict(static)
     metadata.update({
-        "files": [{"path": relative(s.path), "examples": s.records} for s in sorted(shards, key=lambda s: s.path)],
+        "files": [{"path": relative(s.path), "examples": s.records, "format": s.format}
+                  for s in sorted(shards, key=lambda s: s.path)],
         "errors": {"records_read": stats.get("records_read", 0),
                    "records_rejected": stats.get("records_rejected", 0),
                    "records_in_error": stats.get("records_in_error", 0), "by_reason": reasons,
@@ -274,7 +284,7 @@ def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, e
         "dedup": {**static.get("dedup", {}), **{name: stats.get(key, 0) for name, key in (
             ("removed", "duplicates_removed"), ("text_bytes_saved", "duplicate_text_bytes_removed"),
             ("tokens_saved", "duplicate_tokens_removed"))}},
-        "splits": splits(stats, shards, relative),
+        "splits": splits(stats, shards, relative, output_formats(static)[0]),
         "decontamination": static.get("decontamination") and {
             **static["decontamination"], "files": {
                 path: {**entry, "documents_dropped": stats.get(f"{CONTAMINATION_PREFIX}{path}/documents", 0)}
@@ -299,7 +309,7 @@ class _WriteMetadataFn(beam.DoFn):
 
     def process(self, _, stats: dict, shards: list, error_shards: list, eval_sets: list):
         check_inputs_as_planned(self._planned_inputs, stats)
-        check_shards(self._static.get("shards", {}), shards)
+        check_shards(self._static.get("shards", {}), shards, output_formats(self._static))
         check_complete(stats, self._max_error_fraction, FileSystems.join(self._output_dir, ERRORS_DIR),
                        self._static.get("input_bytes", 0))
         metadata = dataset_metadata(self._static, stats, self._output_dir, shards, error_shards)
