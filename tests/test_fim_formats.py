@@ -16,27 +16,23 @@ import dataclasses
 import contextlib
 import io
 import json
-import os
 
-import mistral_common
-import numpy as np
 import pytest
 import sentencepiece as spm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-import transforms.core.fim as fim_module
 from tests.corpora import stdlib_sources
 from pipeline.cli import main
 from pipeline.inspect_dataset import iter_examples
 from pipeline.inspect_dataset import special_token_names as dataset_token_names
 from tests.fim_checks import check_lossless, segments
-from transforms.core.fim import fim_chunk
-from transforms.core.fim_format import FORMATS, special_token_names
+from tests.fim_references import MISTRAL_V3_MODEL, fimflow_example, preset_tokenizer
+from transforms.core.fim_format import FORMATS
 from transforms.core.segments import parse_segment
-from transforms.core.tokenizer import Tokenizer, model_bos_piece
-from transforms.schema import Chunk, FimConfig
+from transforms.core.tokenizer import Tokenizer
+from transforms.schema import FimConfig
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 # Text a reference tokenizer treats as text: no '<'/'>' (transformers splits special-token strings out of
@@ -62,38 +58,12 @@ def document_parts(draw, nonempty_prefix: bool, nonempty_suffix: bool) -> tuple[
     return parts if any(parts) else ("", "x", "")
 
 
-def fimflow_example(tokenizer: Tokenizer, fmt_name: str, prefix: str, middle: str, suffix: str,
-                    spm_order: bool) -> list[int]:
-    """The segment ``fim_chunk`` makes of the document prefix+middle+suffix cut at its two boundaries."""
-    document = prefix + middle + suffix
-    ids = tokenizer.encode_documents([document])[0]
-    sp = tokenizer.special
-    chunk = ([sp.bos] if sp.bos is not None else []) + ids + [sp.eot]
-    # The document encoder's dummy prefix is a character of the fragment, in front of the prefix.
-    chars = len(tokenizer.surface(ids).decode("utf-8"))
-    offset = chars - len(document)
-    cuts = offset + len(prefix), offset + len(prefix) + len(middle)
-    draws = fim_module._Draws(*((c + 0.5) / (chars + 1) for c in cuts), spm_order)
-    config = FimConfig(context_length=len(chunk) * 3 + 8, rate=1.0, format=fmt_name)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fim_module, "_draw", lambda rng, config: draws)
-        example, stats = fim_chunk(Chunk(0, 0, np.array(chunk)), 0, config, tokenizer)
-    assert stats["fim_fragments"] == 1
-    return example.input_ids[example.segment_ids == 1].tolist()
-
-
 def with_pieces(model: bytes, pieces: list[str]) -> bytes:
     """``model`` with user-defined ``pieces`` added, the way Code Llama extended Llama 2's model."""
     proto = model_pb2.ModelProto.FromString(model)
     for piece in pieces:
         proto.pieces.add(piece=piece, score=0.0, type=model_pb2.ModelProto.SentencePiece.USER_DEFINED)
     return proto.SerializeToString()
-
-
-def preset_tokenizer(model: bytes, fmt_name: str) -> Tokenizer:
-    fmt = FORMATS[fmt_name]
-    names = special_token_names(fmt, {}, model_bos_piece(model) if fmt.bos else None)
-    return Tokenizer(model, names)
 
 
 # --- Code Llama: transformers' CodeLlamaTokenizer ----------------------------------------------------
@@ -126,10 +96,6 @@ def test_codellama_matches_transformers_code_llama_tokenizer(codellama, parts, s
 
 
 # --- Codestral: mistral-common's encode_fim with the Mistral v3 model it ships ----------------------
-
-MISTRAL_V3_MODEL = os.path.join(os.path.dirname(mistral_common.__file__), "data",
-                                "mistral_instruct_tokenizer_240323.model.v3")
-
 
 @pytest.fixture(scope="module")
 def codestral():

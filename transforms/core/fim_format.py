@@ -20,7 +20,11 @@ against the family's reference in ``tests/test_fim_formats.py``):
   ``▁<EOT>``; BOS at each document start.
 * ``codestral``: Mistral v3 control tokens in ``mistral-common``'s
   ``encode_fim`` order ``[SUFFIX] S [PREFIX] P M``: one order, no middle
-  sentinel; BOS at each document start.
+  sentinel; BOS at each document start. The same in every ``mistral-common``
+  release from 1.3.4 to 1.13.1 (``mistral_common/tokens/tokenizers/instruct.py``,
+  ``sentencepiece.py`` before 1.8: the prompt through ``tokenizer.encode``, S and
+  M through ``_encode_infilling``), except that ``encode`` gives a prefix that
+  continues a document a dummy-prefix space, which fimflow does not add.
 * ``codegemma``: the published prompt ``<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>``
   with the middle ended by ``<|file_separator|>``, the token that also
   separates files; BOS at each document start. Only PSM is published, so SPM
