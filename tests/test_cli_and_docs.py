@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli, defaults
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.checkout import ROOT, run_cli_without
 
 
 def readme_commands() -> list[str]:
@@ -100,11 +99,8 @@ def test_run_needs_no_tensorflow(tmp_path, code_model_path):
     """Workers do not install TensorFlow: building a dataset must never import it."""
     corpus = tmp_path / "a.jsonl"
     corpus.write_text('{"content": "def f(x):\\n    return x\\n"}\n')
-    script = ("import sys; sys.modules['tensorflow'] = None\n"
-              "from pipeline.cli import main\n"
-              f"sys.exit(main(['run', '--input', {str(corpus)!r}, '--output', {str(tmp_path / 'out')!r}, "
-              f"'--tokenizer', {code_model_path!r}, '--context_length', '64']))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    result = run_cli_without(("tensorflow",), ["run", "--input", str(corpus), "--output", str(tmp_path / "out"),
+                                               "--tokenizer", code_model_path, "--context_length", "64"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out" / "metadata.json").exists()
 
@@ -251,10 +247,7 @@ def test_each_extra_a_command_checks_for_is_the_extra_setup_installs():
 @pytest.mark.parametrize("command, extra", [(["inspect", "out"], "tf"), (["report", "out"], "report")])
 def test_a_command_without_its_extra_says_in_one_line_which_to_install(command, extra, tmp_path):
     # The base install, as far as these two go: neither can be found or imported.
-    script = ("import sys; sys.modules['tensorflow'] = sys.modules['matplotlib'] = None\n"
-              "from pipeline.cli import main\n"
-              f"sys.exit(main({command!r}))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    result = run_cli_without(("tensorflow", "matplotlib"), command)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.count("\n") == 1 and f'pip install -e ".[{extra}]"' in result.stderr, result.stderr
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import re
 import struct
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from hypothesis import given, strategies as st
 
 from pipeline.cli import main
 from pipeline.inspect_dataset import read_examples
-from tests.checkout import ROOT
+from tests.checkout import ROOT, run_cli_without
 from tests.corpora import multilingual_documents, stdlib_sources, write_jsonl
 from transforms.files import TEMPORARY_PREFIX, AtomicFiles, ShardName
 from transforms.schema import Example
@@ -312,11 +310,8 @@ def test_a_name_fimflow_does_not_write_is_not_a_shard():
 def test_array_record_without_its_extra_says_in_one_line_which_to_install(tmp_path, code_model_path):
     corpus = tmp_path / "a.jsonl"
     corpus.write_text('{"content": "def f(x):\\n    return x\\n"}\n')
-    script = ("import sys; sys.modules['array_record'] = None\n"
-              "from pipeline.cli import main\n"
-              f"sys.exit(main(['run', '--input', {str(corpus)!r}, '--output', {str(tmp_path / 'out')!r}, "
-              f"'--tokenizer', {code_model_path!r}, '--output_format', 'array_record']))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    result = run_cli_without(("array_record",), ["run", "--input", str(corpus), "--output", str(tmp_path / "out"),
+                                                 "--tokenizer", code_model_path, "--output_format", "array_record"])
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.count("\n") == 1 and 'pip install -e ".[array_record]"' in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
