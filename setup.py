@@ -26,6 +26,8 @@ setuptools.setup(
     install_requires=[
         "apache-beam[gcp]==2.77.0",
         "sentencepiece==0.2.1",
+        # Hugging Face tokenizer.json files (transforms/core/huggingface_tokenizer.py).
+        "tokenizers>=0.22,<0.24",
         "google-cloud-storage>=2.14,<4",
         "numpy>=1.26,<3",
         "pyarrow>=14",

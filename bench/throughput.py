@@ -1,10 +1,11 @@
-"""End-to-end throughput as a ratio of raw SentencePiece speed, measured in one run.
+"""End-to-end throughput as a ratio of the tokenizer library's own speed, measured in one run.
 
     python -m bench.throughput [--input GLOB] [--limit_mb N] [--tokenizer MODEL] [--repeat N]
                                [--mode default|in_process|multi_processing] [fimflow run flags...]
     python -m bench.throughput --scaling [--input GLOB] [--limit_mb N] [fimflow run flags...]
 
-(a) the limit: the corpus encoded by SentencePiece alone with a thread per core;
+(a) the limit: the corpus encoded by the tokenizer's library alone on all cores: SentencePiece with a
+    thread per core, or for a ``tokenizer.json`` ``tokenizers``' own batch encoding (its thread pool);
 (b) ``fimflow run`` on the same corpus on the DirectRunner, fim_rate 0.5;
 (c) the CPU time of each stage's own code run directly on the same corpus in
     one process, so that the remainder (``other_cpu_seconds``) is what the
@@ -54,7 +55,7 @@ from pipeline.plan import RunPlan, plan_run, resolve_inputs
 from transforms.core.fim import fim_chunk
 from transforms.core.packing import pack_bucket
 from transforms.core.records import example_record
-from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, TokenizerHandle, read_model_bytes
+from transforms.core.tokenizer import Tokenizer, TokenizerHandle
 from transforms.read import ReadRangeStep, RecordReader, split_ranges
 from transforms.schema import Document, InputSelection
 from transforms.shuffle import keyed_by_bucket, sorted_bucket
@@ -78,7 +79,7 @@ def load_corpus(files) -> list[str]:
 
 
 def raw_encoding(texts: list[str], tokenizer: Tokenizer, threads: int) -> tuple[float, int]:
-    """SentencePiece alone on whole documents: no word cache."""
+    """The tokenizer's library alone on whole documents: no word cache."""
     start = time.perf_counter()
     encoded = tokenizer.encode_documents(texts, num_threads=threads)
     return time.perf_counter() - start, sum(map(len, encoded))
@@ -248,8 +249,15 @@ def write_jsonl(path: str, texts: list[str]) -> str:
     return path
 
 
+def planned_tokenizer(corpus: str, tokenizer: str, extra: list[str]) -> Tokenizer:
+    """The tokenizer a run with these flags uses (its --fim_format's special tokens), loaded in this process."""
+    with tempfile.TemporaryDirectory(prefix="fimflow-bench-plan-") as out:
+        return plan_run(PipelineOptions(["--input", corpus, "--output", f"{out}/plan", "--tokenizer", tokenizer,
+                                         *extra])).tokenizer
+
+
 def pinned_raw_seconds(texts: list[str], tokenizer: Tokenizer, cpus: list[int]) -> float:
-    """SentencePiece alone with a thread per core of ``cpus``, its threads pinned to them."""
+    """The tokenizer's library alone on the cores of ``cpus``, its threads pinned to them."""
     everything = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cpus)
     try:
@@ -276,8 +284,8 @@ def pinned_run(argv: list[str], cpus: list[int]) -> tuple[float, int, int, float
 
 
 def scaling(args, extra: list[str]) -> dict:
-    """Ratio to raw SentencePiece at 1, 2 and all cores, whole-process and steady state (between a 1x and
-    a 3x corpus of distinct real text), and the peak summed RSS of both runs at all cores."""
+    """Ratio to the tokenizer library alone at 1, 2 and all cores, whole-process and steady state (between
+    a 1x and a 3x corpus of distinct real text), and the peak summed RSS of both runs at all cores."""
     cpus = sorted(os.sched_getaffinity(0))
     counts = sorted({n for n in (1, 2, len(cpus)) if n <= len(cpus)})
     source = distinct_texts(args.input)
@@ -287,11 +295,11 @@ def scaling(args, extra: list[str]) -> dict:
     corpora = {"1x": (one, one_bytes), "3x": (texts, one_bytes + more_bytes)}
     if not more:
         raise SystemExit("bench: the corpus holds no more distinct text than --limit_mb; pass a smaller one")
-    tokenizer = Tokenizer(read_model_bytes(args.tokenizer), SpecialTokenNames())
     out = tempfile.mkdtemp(prefix="fimflow-scaling-")
     rows = []
     try:
         paths = {name: write_jsonl(f"{out}/{name}.jsonl", corpus) for name, (corpus, _) in corpora.items()}
+        tokenizer = planned_tokenizer(paths["1x"], args.tokenizer, extra)
 
         def run(name: str, n: int) -> tuple[float, int, int, float]:
             return pinned_run(["--input", paths[name], "--output", f"{out}/out-{name}-{n}", "--overwrite",
@@ -345,7 +353,6 @@ def main(argv=None) -> dict:
         return scaling(args, extra)
     texts = load_corpus(corpus_files(args.input, int(args.limit_mb * 1e6)))
     size = sum(len(t.encode("utf-8")) for t in texts)
-    tokenizer = Tokenizer(read_model_bytes(args.tokenizer), SpecialTokenNames())
     out = tempfile.mkdtemp(prefix="fimflow-bench-")
     # One JSONL file holds exactly the measured texts, so both runs see the same corpus.
     corpus = f"{out}/corpus.jsonl"
@@ -353,6 +360,7 @@ def main(argv=None) -> dict:
         f.writelines(json.dumps({"content": t}) + "\n" for t in texts)
     with open(f"{out}/warmup.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps({"content": t}) + "\n" for t in texts[:20])
+    tokenizer = planned_tokenizer(corpus, args.tokenizer, extra)
     runner = {"default": [], "in_process": ["--direct_running_mode=in_memory"],
               "multi_processing": ["--direct_running_mode=multi_processing",
                                    f"--direct_num_workers={available_cores()}"]}[args.mode]
@@ -387,7 +395,8 @@ def main(argv=None) -> dict:
     ratio, raw_seconds, pipeline_seconds, pipeline_cpu = sorted(rounds)[len(rounds) // 2]
     result = {
         "documents": len(texts), "input_mb": round(size / 1e6, 2), "tokens": tokens,
-        "raw_sentencepiece_mb_s": round(size / 1e6 / raw_seconds, 2),
+        "tokenizer_backend": tokenizer.backend,
+        "raw_tokenizer_mb_s": round(size / 1e6 / raw_seconds, 2),
         "pipeline_mb_s": round(size / 1e6 / pipeline_seconds, 2),
         "pipeline_tokens_s": round(tokens / pipeline_seconds),
         "ratio": round(ratio, 3),

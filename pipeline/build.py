@@ -71,7 +71,7 @@ def static_metadata(plan: RunPlan) -> dict:
             path: {"sha256": sha256, "ngrams": plan.contamination_ngrams[path]}
             for path, sha256 in plan.contamination}} if plan.contamination else None,
         "seed": plan.seed,
-        "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256},
+        "tokenizer": {"path": plan.tokenizer_path, "sha256": plan.tokenizer.sha256, "backend": plan.tokenizer.backend},
         "num_shards": plan.num_shards,
         "shards": plan.shards,
         # Each format's files per shard (the first listed in "files"), and what reads it (docs/trainers.md).

@@ -60,7 +60,7 @@ class _StartupNoise(logging.Filter):
 USAGE = """usage: fimflow {run,train-tokenizer,inspect,report} [options]
 
   run              build a FIM dataset (fimflow run --help for options)
-  train-tokenizer  train a SentencePiece model for code with FIM sentinels
+  train-tokenizer  train a SentencePiece or Hugging Face tokenizer for code with FIM sentinels
   inspect          print examples of a dataset readably
   report           write an HTML page showing what a dataset holds
 """
@@ -245,10 +245,14 @@ def format_summary(metadata: dict, seconds: float, input_bytes: int) -> str:
 
 def _train_tokenizer(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fimflow train-tokenizer", description=(
-        "Train a lossless SentencePiece BPE model for code, with the FIM sentinels and pad as control "
-        "symbols. Inputs are read like `fimflow run` reads them."))
+        "Train a lossless BPE tokenizer for code, with the FIM sentinels and pad as control symbols "
+        "(SentencePiece) or special tokens (Hugging Face). Inputs are read like `fimflow run` reads them."))
     parser.add_argument("--input", action="append", required=True, help="File, directory or glob; repeatable.")
-    parser.add_argument("--output", required=True, help="Where to write the .model file.")
+    parser.add_argument("--output", required=True,
+                        help="Where to write the model: a .model file (sentencepiece) or a tokenizer.json "
+                             "(huggingface).")
+    parser.add_argument("--backend", choices=("sentencepiece", "huggingface"), default="sentencepiece",
+                        help="sentencepiece: a SentencePiece .model; huggingface: a byte-level BPE tokenizer.json.")
     parser.add_argument("--vocab_size", type=int, default=16384)
     parser.add_argument("--text_field", default="content")
     parser.add_argument("--max_sentences", type=int, default=200_000,
@@ -259,7 +263,7 @@ def _train_tokenizer(argv: list[str]) -> int:
 
     from pipeline.flags import UsageError
     from pipeline.plan import resolve_inputs
-    from pipeline.train_tokenizer import train_code_tokenizer
+    from pipeline.train_tokenizer import BACKENDS
     from transforms.read import RecordReader
     from transforms.schema import Document
 
@@ -276,7 +280,7 @@ def _train_tokenizer(argv: list[str]) -> int:
                 if isinstance(item, Document):
                     yield item.text
 
-    model = train_code_tokenizer(documents(), vocab_size=args.vocab_size, max_sentences=args.max_sentences)
+    model = BACKENDS[args.backend](documents(), vocab_size=args.vocab_size, max_sentences=args.max_sentences)
     with FileSystems.create(args.output) as f:
         f.write(model)
     print(f"fimflow train-tokenizer: wrote {args.output} ({len(model):,} bytes, vocab {args.vocab_size})")

@@ -22,6 +22,25 @@ class UsageError(ValueError):
     """A bad option or input, found before the pipeline starts: one line for the user."""
 
 
+# The command-line flag that names each special token.
+ROLE_FLAGS = {"pad": "pad_token", "eot": "eot_token", "fim_prefix": "fim_prefix_token",
+              "fim_middle": "fim_middle_token", "fim_suffix": "fim_suffix_token", "fim_end": "fim_end_token",
+              "bos": "bos_token", "repo_name": "repo_name_token", "file_sep": "file_sep_token"}
+
+
+def tokenizer_problem(path: str, error: Exception) -> UsageError:
+    """A ``TokenizerError`` in command-line words: what is wrong, then the flags that fix it."""
+    roles = getattr(error, "roles", ())
+    flags = " or ".join(f"--{ROLE_FLAGS[role]}" for role in roles)
+    if getattr(error, "missing", False):
+        fix = (". Train one with `fimflow train-tokenizer` (it adds them), add them to your tokenizer as special "
+               "or control tokens, pick the --fim_format of your model's family, or name existing pieces with "
+               f"{flags}")
+    else:
+        fix = f" (set {flags})" if roles else ""
+    return UsageError(f"--tokenizer {path}: {error}{fix}")
+
+
 def parse_bool(value: str) -> bool:
     if value.lower() in ("true", "1", "yes"):
         return True
@@ -56,7 +75,8 @@ class FimflowOptions(PipelineOptions):
                  f"the same step ({', '.join(OUTPUT_FORMATS)}; docs/trainers.md says which trainer reads "
                  f"which). Default: {DEFAULT_OUTPUT_FORMAT}.")
         add("--tokenizer", default=None,
-            help="SentencePiece model (local or gs://). Default: the bundled code tokenizer.")
+            help="SentencePiece .model or Hugging Face tokenizer.json (local, gs://, package://). "
+                 "Default: the bundled code tokenizer.")
         add("--context_length", type=int, default=2048, help="Tokens per example.")
         add("--fim_rate", type=float, default=0.5, help="Probability that a fragment becomes a FIM example.")
         add("--fim_spm_rate", type=float, default=None,

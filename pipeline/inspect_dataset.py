@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.extras import require_extra
 from transforms.core.fim_format import DEFAULT_FORMAT, FimFormat, fim_format
 from transforms.core.segments import parse_repository_segment, parse_segment
-from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
+from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, load_tokenizer
 from transforms.core.splits import TRAIN
 from transforms.files import ShardName
 from transforms.schema import METADATA_FILE
@@ -176,7 +176,7 @@ def inspect_dataset(output: str, n: int, tokenizer_path: Optional[str], color: b
     metadata = load_metadata(output)
     path = tokenizer_path or metadata["tokenizer"]["path"]
     names = special_token_names(metadata)
-    tokenizer = Tokenizer(read_model_bytes(path), names)
+    tokenizer = load_tokenizer(path, names)
     special = tokenizer.special
     fmt = dataset_format(metadata)
     piece_names = {i: tokenizer.special_pieces[role] for role, i in special.as_dict().items() if role != "pad"}

@@ -21,13 +21,13 @@ from pipeline.argv import declared_flags, unknown_options
 from pipeline.checks import (check, check_benchmarks, check_local_memory, check_output_outside_inputs,
                              check_workers_get_fimflow)
 from pipeline.extras import require_extra
-from pipeline.flags import FimflowOptions, UsageError
+from pipeline.flags import ROLE_FLAGS, FimflowOptions, UsageError, tokenizer_problem
 from pipeline.machine import Machine
 from transforms.core.fim_format import SENTINEL_ROLES, FimFormat, fim_format
 from transforms.core.fim_format import special_token_names as format_token_names
 from transforms.core.splits import AUTOREGRESSIVE_SUFFIX, TEST, TRAIN, VALIDATION
-from transforms.core.tokenizer import (ROLE_FLAGS, SpecialTokenNames, Tokenizer, TokenizerError, model_bos_piece,
-                                       read_model_bytes)
+from transforms.core.tokenizer import (SpecialTokenNames, Tokenizer, TokenizerError, default_bos_piece,
+                                       read_model_bytes, tokenizer_from_bytes)
 from transforms.match import match_pattern
 from transforms.read import COMPRESSION_SUFFIXES, DEFAULT_SPLIT_BYTES, PARQUET_SUFFIXES, splittable
 from transforms.schema import FimConfig, InputFile, InputSelection
@@ -219,7 +219,8 @@ def special_token_names(o: FimflowOptions, fmt: FimFormat, model: bytes) -> Spec
     """The pieces of every special token the run uses: the flags where given, else the format's."""
     bos = o.bos if o.bos is not None else fmt.bos
     overrides = {role: getattr(o, flag) for role, flag in ROLE_FLAGS.items()}
-    return format_token_names(fmt, overrides, (o.bos_token or model_bos_piece(model)) if bos else None,
+    return format_token_names(fmt, overrides,
+                              (o.bos_token or fmt.pieces.get("bos") or default_bos_piece(model)) if bos else None,
                               repository=o.group_by == "repo")
 
 
@@ -283,11 +284,12 @@ def plan_run(options: PipelineOptions, pick_local_mode: bool = False, machine: O
         raise UsageError(f"--tokenizer {tokenizer_path}: cannot read it ({e})") from e
     try:
         names = special_token_names(o, fmt, model)
-        tokenizer = Tokenizer(model, names, reference=not o.word_cache)
+        tokenizer = tokenizer_from_bytes(model, names, reference=not o.word_cache)
     except TokenizerError as e:
-        raise UsageError(f"--tokenizer {tokenizer_path}: {e}") from e
+        raise tokenizer_problem(tokenizer_path, e) from e
     except Exception as e:  # SentencePiece refuses non-models with a RuntimeError.
-        raise UsageError(f"--tokenizer {tokenizer_path}: not a SentencePiece model ({e})") from e
+        raise UsageError(f"--tokenizer {tokenizer_path}: neither a SentencePiece model nor a tokenizer.json "
+                         f"({e})") from e
     benchmarks, benchmark_ngrams = check_benchmarks(o.decontaminate or [], o.decontaminate_ngram)
     check_output_outside_inputs(output, o.input or [], files)
     text_bytes = _estimated_text_bytes(files)

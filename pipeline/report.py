@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.inspect_dataset import (dataset_format, load_metadata, read_examples, segment_parts,
                                       special_token_names)
-from transforms.core.tokenizer import Tokenizer, read_model_bytes
+from transforms.core.tokenizer import Tokenizer, load_tokenizer
 
 # Paths into metadata.json: a source's name may hold dots and slashes, so a path is a tuple.
 SUMMARY = [
@@ -212,7 +212,7 @@ def write_report(output: str, out: Optional[str], as_json: bool, examples: int, 
     if as_json:
         stream.write(json.dumps(numbers_as_json(metadata), indent=2, sort_keys=True) + "\n")
         return 0
-    tokenizer = Tokenizer(read_model_bytes(metadata["tokenizer"]["path"]), special_token_names(metadata))
+    tokenizer = load_tokenizer(metadata["tokenizer"]["path"], special_token_names(metadata))
     fmt = dataset_format(metadata)
     shown = [_example_html(tokenizer, fmt, ex, i) for i, ex in enumerate(read_examples(output, examples))]
     page = report_html(output, metadata, _figures(metadata), shown)

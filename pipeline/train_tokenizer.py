@@ -1,15 +1,23 @@
-"""``fimflow train-tokenizer``: a SentencePiece model suited to FIM on code.
+"""``fimflow train-tokenizer``: a tokenizer suited to FIM on code, for either backend.
 
-The model is trained by SentencePiece's own trainer with settings that make
-tokenization lossless for source code: byte fallback (no ``<unk>``), identity
-normalization, no dummy prefix, whitespace kept as is, and the FIM sentinels,
-pad and the repository-level pieces (``<repo_name>``, ``<file_sep>``) as
-*control* symbols, so no text can ever encode to them.
+``sentencepiece`` (the default): a model trained by SentencePiece's own
+trainer with settings that make tokenization lossless for source code: byte
+fallback (no ``<unk>``), identity normalization, no dummy prefix, whitespace
+kept as is, and the FIM sentinels, pad and the repository-level pieces
+(``<repo_name>``, ``<file_sep>``) as *control* symbols, so no text can ever
+encode to them.
+
+``huggingface``: a ``tokenizer.json`` trained by ``tokenizers``' own BPE
+trainer in StarCoder2's shape: single digits, GPT-2's byte-level word regex,
+all 256 byte symbols (lossless on any bytes), no normalizer, and
+``<|endoftext|>``, the sentinels, pad and the repository-level pieces as
+special tokens. It works with ``--fim_format paper`` and ``starcoder``.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 from typing import Iterable, Iterator
 
 import sentencepiece as spm
@@ -67,6 +75,31 @@ def train_code_tokenizer(documents: Iterable[str], vocab_size: int = 8192,
         num_threads=2,
     )
     return with_control_pieces(model.getvalue(), list(REPO_PIECES.values()))
+
+
+HUGGINGFACE_EOT = "<|endoftext|>"
+
+
+def train_huggingface_tokenizer(documents: Iterable[str], vocab_size: int = 8192,
+                                names: SpecialTokenNames = SpecialTokenNames(),
+                                max_sentences: int = 200_000) -> bytes:
+    """Trains a byte-level BPE ``tokenizer.json`` on ``documents`` and returns its bytes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = [names.eot or HUGGINGFACE_EOT, names.fim_prefix, names.fim_middle, names.fim_suffix, names.pad,
+                *REPO_PIECES.values()]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(dict.fromkeys(specials)),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(itertools.islice(_sentences(documents), max_sentences), trainer=trainer)
+    return tokenizer.to_str().encode("utf-8")
+
+
+BACKENDS = {"sentencepiece": train_code_tokenizer, "huggingface": train_huggingface_tokenizer}
 
 
 def with_control_pieces(model: bytes, pieces: list[str]) -> bytes:

@@ -1,4 +1,5 @@
-"""Shared fixtures: real SentencePiece models trained here, and corpora made here."""
+"""Shared fixtures: real SentencePiece models and Hugging Face tokenizer.json files trained here, and corpora
+made here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 from pipeline.train_tokenizer import train_code_tokenizer
 from tests import emulator_auth
 from tests.corpora import MULTILINGUAL, multilingual_documents, stdlib_sources, train_sentencepiece, write_jsonl
+from tests.huggingface_families import FAMILIES, train_family_tokenizer
+from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
+
 
 @pytest.fixture(scope="session")
 def training_text() -> list[str]:
@@ -42,18 +46,30 @@ def lossy_model_bytes(training_text) -> bytes:
 
 
 @pytest.fixture(scope="session")
+def family_tokenizer_paths(tmp_path_factory, training_text) -> dict:
+    """A tokenizer.json of each Hugging Face family (``tests.huggingface_families``), by preset name."""
+    root = tmp_path_factory.mktemp("huggingface")
+    paths = {}
+    for name in FAMILIES:
+        paths[name] = root / name / "tokenizer.json"
+        paths[name].parent.mkdir()
+        paths[name].write_bytes(train_family_tokenizer(name, training_text))
+    return paths
+
+
+@pytest.fixture(scope="session")
 def code_tokenizer(code_model_bytes) -> Tokenizer:
-    return Tokenizer(code_model_bytes, SpecialTokenNames())
+    return SentencePieceTokenizer(code_model_bytes, SpecialTokenNames())
 
 
 @pytest.fixture(scope="session")
 def llama_tokenizer(llama_model_bytes) -> Tokenizer:
-    return Tokenizer(llama_model_bytes, SpecialTokenNames())
+    return SentencePieceTokenizer(llama_model_bytes, SpecialTokenNames())
 
 
 @pytest.fixture(scope="session")
 def lossy_tokenizer(lossy_model_bytes) -> Tokenizer:
-    return Tokenizer(lossy_model_bytes, SpecialTokenNames())
+    return SentencePieceTokenizer(lossy_model_bytes, SpecialTokenNames())
 
 
 @pytest.fixture(scope="session")

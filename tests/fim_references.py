@@ -1,5 +1,5 @@
 """What the FIM-format reference tests share: a preset's tokenizer, the segment fimflow makes of given
-parts, and the Mistral v3 model that mistral-common ships."""
+parts, the hypothesis strategy of those parts, and the Mistral v3 model that mistral-common ships."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import os
 import mistral_common
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 import transforms.core.fim as fim_module
+from tests.corpora import stdlib_sources
 from transforms.core.fim import fim_chunk
 from transforms.core.fim_format import FORMATS, special_token_names
-from transforms.core.tokenizer import Tokenizer, model_bos_piece
+from transforms.core.tokenizer import Tokenizer, default_bos_piece, tokenizer_from_bytes
 from transforms.schema import Chunk, FimConfig
 
 MISTRAL_V3_MODEL = os.path.join(os.path.dirname(mistral_common.__file__), "data",
@@ -21,8 +24,8 @@ MISTRAL_V3_MODEL = os.path.join(os.path.dirname(mistral_common.__file__), "data"
 
 def preset_tokenizer(model: bytes, fmt_name: str) -> Tokenizer:
     fmt = FORMATS[fmt_name]
-    names = special_token_names(fmt, {}, model_bos_piece(model) if fmt.bos else None)
-    return Tokenizer(model, names)
+    names = special_token_names(fmt, {}, (fmt.pieces.get("bos") or default_bos_piece(model)) if fmt.bos else None)
+    return tokenizer_from_bytes(model, names)
 
 
 
@@ -49,3 +52,27 @@ def fimflow_example(tokenizer: Tokenizer, fmt_name: str, prefix: str, middle: st
         example, stats = fim_chunk(Chunk(0, 0, np.array(chunk)), 0, config, tokenizer)
     assert stats["fim_fragments"] == 1
     return example.input_ids[example.segment_ids == 1].tolist()
+
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+# Text a reference tokenizer treats as text: no '<'/'>' (transformers splits special-token strings out of
+# text) and no '▁' (CodeLlamaTokenizer rewrites it to a space).
+part_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="<>\u2581"), max_size=40)
+CODE = [line for doc in stdlib_sources(200_000, seed=3) for line in doc.splitlines(keepends=True)
+        if "<" not in line and ">" not in line][:400]
+
+
+@st.composite
+def document_parts(draw, nonempty_prefix: bool, nonempty_suffix: bool) -> tuple[str, str, str]:
+    """(prefix, middle, suffix): arbitrary text or real code cut at arbitrary characters."""
+    if draw(st.booleans()):
+        start = draw(st.integers(0, len(CODE) - 8))
+        text = "".join(CODE[start:start + draw(st.integers(1, 8))])
+        i, j = sorted(draw(st.integers(0, len(text))) for _ in range(2))
+        parts = text[:i], text[i:j], text[j:]
+    else:
+        parts = draw(part_text), draw(part_text), draw(part_text)
+    if (nonempty_prefix and not parts[0]) or (nonempty_suffix and not parts[2]):
+        parts = (parts[0] or "x", parts[1], parts[2] or "\n")
+    # fimflow transforms no empty document (nor reads one).
+    return parts if any(parts) else ("", "x", "")

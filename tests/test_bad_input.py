@@ -10,7 +10,7 @@ import zstandard
 
 from pipeline.cli import main
 from tests.corpora import stdlib_sources
-from transforms.core.tokenizer import Tokenizer
+from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
 
 EXPECTED_REASONS = {"invalid_json": 1, "not_an_object": 1, "missing_text_field": 1, "text_not_string": 2,
                     "empty_document": 4, "invalid_utf8": 2, "binary_file": 1, "file_too_large": 1,
@@ -100,7 +100,7 @@ def test_long_documents_are_encoded_in_bounded_pieces_without_losing_bytes(code_
         # Pieces end at word cuts: exactly SentencePiece's ids for the whole text.
         assert tokenizer.encode_long_document(text, 4096).tolist() == tokenizer.encode_documents([text])[0]
     # Without the word cache pieces end after newlines, or anywhere: the bytes stay.
-    reference = Tokenizer(code_model_bytes, reference=True)
+    reference = SentencePieceTokenizer(code_model_bytes, reference=True)
     whole = reference.encode_documents([text])[0]
     assert reference.surface(reference.encode_long_document(text, 4096)) == reference.surface(whole)
     no_cut = "x" * 10_000 + "é" * 5000

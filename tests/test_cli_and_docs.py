@@ -80,7 +80,16 @@ def test_benchmark_runs_on_a_tiny_corpus():
 
     result = throughput.main(["--limit_mb", "0.05", "--mode", "in_process", "--context_length", "256"])
     assert result["exit_code"] == 0 and result["tokens"] > 0
-    assert 0 < result["ratio"] and result["raw_sentencepiece_mb_s"] > 0
+    assert 0 < result["ratio"] and result["raw_tokenizer_mb_s"] > 0 and result["tokenizer_backend"] == "sentencepiece"
+
+
+def test_benchmark_measures_a_tokenizer_json_against_tokenizers_own_batch_encoding(family_tokenizer_paths):
+    from bench import throughput
+
+    result = throughput.main(["--limit_mb", "0.05", "--mode", "in_process", "--context_length", "256",
+                              "--tokenizer", str(family_tokenizer_paths["starcoder"]), "--fim_format", "starcoder"])
+    assert result["exit_code"] == 0 and result["tokens"] > 0 and result["tokenizer_backend"] == "huggingface"
+    assert 0 < result["ratio"] and result["raw_tokenizer_mb_s"] > 0
 
 
 @pytest.mark.slow
@@ -120,7 +129,7 @@ def test_train_tokenizer_command_writes_a_lossless_model_with_control_sentinels(
     from sentencepiece import sentencepiece_model_pb2
 
     from tests.corpora import MULTILINGUAL, stdlib_sources
-    from transforms.core.tokenizer import PieceType, Tokenizer
+    from transforms.core.sentencepiece_tokenizer import PieceType, SentencePieceTokenizer
 
     src = tmp_path / "src"
     src.mkdir()
@@ -129,7 +138,7 @@ def test_train_tokenizer_command_writes_a_lossless_model_with_control_sentinels(
     model = tmp_path / "code.model"
     assert cli.main(["train-tokenizer", "--input", str(src), "--output", str(model), "--vocab_size", "600"]) == 0
     assert "wrote" in capsys.readouterr().out
-    tokenizer = Tokenizer(model.read_bytes())
+    tokenizer = SentencePieceTokenizer(model.read_bytes())
     proto = sentencepiece_model_pb2.ModelProto.FromString(model.read_bytes())
     assert proto.trainer_spec.vocab_size == 600
     for name in ("fim_prefix", "fim_middle", "fim_suffix", "pad"):
@@ -257,7 +266,7 @@ def test_the_readme_lists_the_fim_presets_of_the_registry_with_their_layouts():
 
     readme = (ROOT / "README.md").read_text()
     option = re.search(r"^\| `--fim_format NAME` \| `paper` \| (.*)$", readme, re.M).group(1)
-    assert re.findall(r"`([a-z]+)`", option.split("(see FIM formats)")[0]) == list(FORMATS)
+    assert re.findall(r"`([a-z][a-z0-9.-]*)`", option.split("(see FIM formats)")[0]) == list(FORMATS)
     table = re.search(r"^\| preset \|.*?\n\|---.*?\n((?:\|.*\n)+)", readme, re.M).group(1)
     rows = [[cell.strip() for cell in row.strip("|\n").split(" | ")] for row in table.splitlines()]
     assert [row[0] for row in rows] == [f"`{name}`" for name in FORMATS]

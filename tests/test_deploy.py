@@ -45,7 +45,7 @@ def test_flex_template_parameter_constraints_match_the_cli():
             continue
         action = options[name]
         if action.choices:
-            assert parameter["regexes"] == ["^(" + "|".join(action.choices) + ")$"]
+            assert parameter["regexes"] == ["^(" + "|".join(map(re.escape, action.choices)) + ")$"]
         for pattern in parameter.get("regexes", []):
             default = action.default
             if default not in (None, False):

@@ -10,6 +10,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.inspect_dataset import read_examples
 from tests.fim_checks import reassemble, segments
+from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
 from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
 
 CONTEXT = 256
@@ -110,7 +111,7 @@ def test_the_word_cache_gives_the_same_bytes_as_encoding_every_text_whole(reques
                                                                           model):
     corpus, _ = jsonl_corpus
     model_path = request.getfixturevalue(model)
-    assert Tokenizer(Path(model_path).read_bytes()).word_cache is not None
+    assert SentencePieceTokenizer(Path(model_path).read_bytes()).word_cache is not None
     build(corpus, tmp_path / "fast", model_path)
     build(corpus, tmp_path / "reference", model_path, "--word_cache=false")
     files = sorted(p.name for p in (tmp_path / "fast").glob("train-*"))
@@ -168,11 +169,12 @@ def test_a_tokenizer_without_sentinels_is_refused_with_how_to_fix(tmp_path, json
 
 def test_bundled_tokenizer_has_the_sentinels_as_control_symbols():
     from pipeline.defaults import bundled_tokenizer_path
-    from transforms.core.tokenizer import PieceType, read_model_bytes
+    from transforms.core.sentencepiece_tokenizer import PieceType
+    from transforms.core.tokenizer import read_model_bytes
     from sentencepiece import sentencepiece_model_pb2
 
     data = read_model_bytes(bundled_tokenizer_path())
-    tokenizer = Tokenizer(data, SpecialTokenNames())
+    tokenizer = SentencePieceTokenizer(data, SpecialTokenNames())
     proto = sentencepiece_model_pb2.ModelProto.FromString(data)
     for name in ("fim_prefix", "fim_middle", "fim_suffix", "pad", "eot"):
         assert proto.pieces[getattr(tokenizer.special, name)].type == PieceType.CONTROL

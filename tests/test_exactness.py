@@ -14,7 +14,8 @@ from pipeline.cli import main
 from pipeline.defaults import bundled_tokenizer_path
 from pipeline.inspect_dataset import read_examples
 from tests.corpora import write_jsonl
-from transforms.core.tokenizer import SpecialTokenNames, Tokenizer, read_model_bytes
+from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
+from transforms.core.tokenizer import SpecialTokenNames, read_model_bytes
 
 # Each above the 1,048,576 characters a document is encoded in at once.
 LONG_DOCUMENTS = {
@@ -41,7 +42,7 @@ def test_a_long_document_has_exactly_the_ids_of_the_whole_text(tmp_path, lossy_m
     text = LONG_DOCUMENTS[name]
     assert len(text) > 1 << 20
     path = bundled_tokenizer_path() if model == "bundled" else lossy_model_path
-    tokenizer = Tokenizer(read_model_bytes(path), SpecialTokenNames())
+    tokenizer = SentencePieceTokenizer(read_model_bytes(path), SpecialTokenNames())
     expected = tokenizer.encode_documents([text])[0]
     write_jsonl(tmp_path / "doc.jsonl", [text])
     shards = []
@@ -99,7 +100,7 @@ def test_any_model_configuration_gives_whole_document_ids_and_lossless_fim(model
     from transforms.schema import FimConfig
 
     model = trained_model(model_config)
-    fast, reference = (Tokenizer(model, SpecialTokenNames(), reference=r) for r in (False, True))
+    fast, reference = (SentencePieceTokenizer(model, SpecialTokenNames(), reference=r) for r in (False, True))
     documents = TRICKY + ["\n".join(TRICKY * 40)]
     for text in documents:
         whole = fast.encode_documents([text])[0]
@@ -124,7 +125,7 @@ def test_a_cut_inside_a_user_defined_symbol_keeps_every_byte_through_fimflow_run
     model = trained_model({"model_type": "unigram", "normalization_rule_name": "nmt_nfkc_cf",
                            "byte_fallback": False, "user_defined_symbols": ["\n\n"]})
     (tmp_path / "t5.model").write_bytes(model)
-    tokenizer = Tokenizer(model, SpecialTokenNames())
+    tokenizer = SentencePieceTokenizer(model, SpecialTokenNames())
     docs = [f"first{i}\n\nsecond" for i in range(200)]
     write_jsonl(tmp_path / "docs.jsonl", docs)
     out = tmp_path / "out"

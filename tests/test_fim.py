@@ -223,11 +223,12 @@ def test_document_level_fim_reassembles_the_document(request, tokenizer_name):
        span_unit=st.sampled_from(["char", "line"]))
 def test_reencoding_only_the_words_at_the_cuts_equals_a_full_reencode(request, tokenizer_name, model_name,
                                                                      docs, data, seed, span_unit):
-    from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
+    from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
+    from transforms.core.tokenizer import SpecialTokenNames
 
     fast = request.getfixturevalue(tokenizer_name)
     assert fast.encodes_words_independently
-    full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), reference=True)
+    full = SentencePieceTokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), reference=True)
     words = st.lists(st.sampled_from(["def", "x", "  ", " ", "\n", "日本", "é", "🎉", "(a, b)", "    "]),
                      max_size=60).map("".join)
     docs = docs + [data.draw(words).strip() or "x"]
@@ -248,10 +249,11 @@ def test_models_that_merge_across_words_are_reencoded_whole(lossy_tokenizer):
                                                         ("llama_tokenizer", "llama_model_bytes")])
 def test_local_reencoding_equals_full_reencoding_on_real_code(request, tokenizer_name, model_name):
     from tests.corpora import multilingual_documents, stdlib_sources
-    from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
+    from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
+    from transforms.core.tokenizer import SpecialTokenNames
 
     fast = request.getfixturevalue(tokenizer_name)
-    full = Tokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), reference=True)
+    full = SentencePieceTokenizer(request.getfixturevalue(model_name), SpecialTokenNames(), reference=True)
     ids = packed(fast, stdlib_sources(150_000, seed=9) + multilingual_documents(20, seed=9))
     for index, start in enumerate(range(0, len(ids), 97)):
         chunk = Chunk(0, index, np.array(ids[start:start + 300]))

@@ -1,7 +1,9 @@
 """Each FIM preset agrees id for id with its family's reference, and keeps fimflow's guarantees.
 
 References: ``transformers``' ``CodeLlamaTokenizer`` (Code Llama), ``mistral-common``'s
-``encode_fim`` with the Mistral v3 model it ships (Codestral), and for the paper and CodeGemma,
+``encode_fim`` with the Mistral v3 model it ships (Codestral), ``transformers``' ``GPT2TokenizerFast``,
+``Qwen2TokenizerFast`` and ``LlamaTokenizerFast`` loaded from a ``tokenizer.json`` of each family trained
+here (StarCoder, Qwen2.5-Coder, DeepSeek-Coder: ``tests.huggingface_families``), and for the paper and CodeGemma,
 whose references need model weights or downloads, the published format: the paper's
 ``<PRE> Enc(prefix) <SUF> Enc(suffix) <MID> Enc(middle)`` (SPM: ``<PRE> <SUF> Enc(suffix) <MID>
 Enc(prefix) Enc(middle)``) and the CodeGemma prompt string, encoded by SentencePiece with the
@@ -19,44 +21,20 @@ import json
 
 import pytest
 import sentencepiece as spm
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-from tests.corpora import stdlib_sources
 from pipeline.cli import main
 from pipeline.inspect_dataset import iter_examples
 from pipeline.inspect_dataset import special_token_names as dataset_token_names
 from tests.fim_checks import check_lossless, segments
-from tests.fim_references import MISTRAL_V3_MODEL, fimflow_example, preset_tokenizer
+from tests.fim_references import (MISTRAL_V3_MODEL, SETTINGS, document_parts, fimflow_example, part_text,
+                                  preset_tokenizer)
 from transforms.core.fim_format import FORMATS
 from transforms.core.segments import parse_segment
-from transforms.core.tokenizer import Tokenizer
+from transforms.core.tokenizer import tokenizer_from_bytes
 from transforms.schema import FimConfig
-
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-# Text a reference tokenizer treats as text: no '<'/'>' (transformers splits special-token strings out of
-# text) and no '▁' (CodeLlamaTokenizer rewrites it to a space).
-part_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="<>\u2581"), max_size=40)
-CODE = [line for doc in stdlib_sources(200_000, seed=3) for line in doc.splitlines(keepends=True)
-        if "<" not in line and ">" not in line][:400]
-
-
-@st.composite
-def document_parts(draw, nonempty_prefix: bool, nonempty_suffix: bool) -> tuple[str, str, str]:
-    """(prefix, middle, suffix): arbitrary text or real code cut at arbitrary characters."""
-    if draw(st.booleans()):
-        start = draw(st.integers(0, len(CODE) - 8))
-        text = "".join(CODE[start:start + draw(st.integers(1, 8))])
-        i, j = sorted(draw(st.integers(0, len(text))) for _ in range(2))
-        parts = text[:i], text[i:j], text[j:]
-    else:
-        parts = draw(part_text), draw(part_text), draw(part_text)
-    if (nonempty_prefix and not parts[0]) or (nonempty_suffix and not parts[2]):
-        parts = (parts[0] or "x", parts[1], parts[2] or "\n")
-    # fimflow transforms no empty document (nor reads one).
-    return parts if any(parts) else ("", "x", "")
-
 
 def with_pieces(model: bytes, pieces: list[str]) -> bytes:
     """``model`` with user-defined ``pieces`` added, the way Code Llama extended Llama 2's model."""
@@ -191,20 +169,70 @@ def test_codegemma_prompt_from_the_published_example(gemma_model):
         [sp.bos_id()] + sp.encode(text) + [sp.eos_id()]
 
 
+# --- StarCoder, Qwen2.5-Coder, DeepSeek-Coder: transformers' classes on a tokenizer.json of the family ---
+
+@pytest.fixture(scope="module")
+def huggingface_presets(family_tokenizer_paths) -> dict:
+    from tests.huggingface_families import FAMILIES
+
+    return {name: (preset_tokenizer(path.read_bytes(), name), FAMILIES[name].reference(path))
+            for name, path in family_tokenizer_paths.items()}
+
+
+# Each family's published prompt, written out here and not read from the presets: before the prefix, before
+# the suffix, before the middle, and the end of text.
+PUBLISHED_PROMPTS = {
+    "starcoder": ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<|endoftext|>"),
+    "qwen2.5-coder": ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>"),
+    "deepseek-coder": ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", "<｜end▁of▁sentence｜>"),
+}
+
+
+def permuted(reference, fmt_name: str, prefix: str, middle: str, suffix: str, spm_order: bool) -> list[int]:
+    """BigCode's ``permute``: each part encoded on its own by the family's tokenizer, sentinels around them."""
+    pre, suf, mid, _ = reference.convert_tokens_to_ids(list(PUBLISHED_PROMPTS[fmt_name]))
+    enc = lambda text: reference.encode(text, add_special_tokens=False)  # noqa: E731
+    if spm_order:
+        return [pre, suf, *enc(suffix), mid, *enc(prefix), *enc(middle)]
+    return [pre, *enc(prefix), suf, *enc(suffix), mid, *enc(middle)]
+
+
+@pytest.mark.parametrize("fmt_name", list(PUBLISHED_PROMPTS))
+@SETTINGS
+@given(parts=document_parts(nonempty_prefix=False, nonempty_suffix=False), spm_order=st.booleans())
+def test_huggingface_presets_match_their_families_tokenizers(huggingface_presets, fmt_name, parts, spm_order):
+    """PSM: the family's published prompt text through its transformers tokenizer (sentinels as text,
+    DeepSeek's BOS added by the tokenizer), then the middle and the end of text; SPM: BigCode's permute."""
+    tokenizer, reference = huggingface_presets[fmt_name]
+    prefix, middle, suffix = parts
+    pre, suf, mid, end = PUBLISHED_PROMPTS[fmt_name]
+    eot = [reference.convert_tokens_to_ids(end)]
+    # What the family's tokenizer puts before any text: DeepSeek's BOS, nothing for the others.
+    bos = reference("")["input_ids"]
+    expected = bos + permuted(reference, fmt_name, prefix, middle, suffix, spm_order) + eot
+    if not spm_order:
+        prompt = f"{pre}{prefix}{suf}{suffix}{mid}"
+        assert reference(prompt)["input_ids"] + reference.encode(middle, add_special_tokens=False) + eot == expected
+    assert fimflow_example(tokenizer, fmt_name, prefix, middle, suffix, spm_order) == expected
+
+
 # --- Every preset keeps the guarantees --------------------------------------------------------------
 
 # Every preset's special pieces written as text in a document: never a special id.
 LITERAL_SPECIALS = st.sampled_from(["<fim_middle>", " <PRE>", "\u2581<MID>", " <EOT>", "[SUFFIX]", "[PREFIX]",
-                                    "<|fim_prefix|>", "<|file_separator|>", "<s>", "</s>", "<bos>", "<eos>"])
+                                    "<|fim_prefix|>", "<|file_separator|>", "<s>", "</s>", "<bos>", "<eos>",
+                                    "<|endoftext|>", "<|fim_pad|>", "<｜fim▁hole｜>", "<｜end▁of▁sentence｜>",
+                                    "<|im_start|>", "<tool_call>"])
 
 
 @pytest.fixture(scope="module")
-def preset_tokenizers(llama_model_bytes, gemma_model, codestral) -> dict:
+def preset_tokenizers(llama_model_bytes, gemma_model, codestral, huggingface_presets) -> dict:
     return {
         "paper": preset_tokenizer(gemma_model, "paper"),
         "codellama": preset_tokenizer(with_pieces(llama_model_bytes, CODELLAMA_PIECES), "codellama"),
         "codestral": codestral[0],
         "codegemma": preset_tokenizer(gemma_model, "codegemma"),
+        **{name: tokenizer for name, (tokenizer, _) in huggingface_presets.items()},
     }
 
 
@@ -231,8 +259,9 @@ def test_every_preset_is_lossless_on_any_chunk(preset_tokenizers, fmt_name, docs
 
 
 @pytest.fixture(scope="module")
-def preset_model_paths(tmp_path_factory, code_model_bytes) -> dict:
-    """Model files a user would have: the code model with each family's pieces added, and Mistral v3."""
+def preset_model_paths(tmp_path_factory, code_model_bytes, family_tokenizer_paths) -> dict:
+    """Model files a user would have: the code model with each family's pieces added, Mistral v3, and a
+    tokenizer.json of each Hugging Face family."""
     root = tmp_path_factory.mktemp("preset_models")
     models = {
         "paper": code_model_bytes,
@@ -240,7 +269,7 @@ def preset_model_paths(tmp_path_factory, code_model_bytes) -> dict:
         "codegemma": with_pieces(code_model_bytes, sorted(set(PUBLISHED_SENTINELS["codegemma"].values()))),
         "codestral": open(MISTRAL_V3_MODEL, "rb").read(),
     }
-    paths = {}
+    paths = dict(family_tokenizer_paths)
     for name, model in models.items():
         paths[name] = root / f"{name}.model"
         paths[name].write_bytes(model)
@@ -265,7 +294,7 @@ def test_every_preset_runs_deterministically_and_says_its_layout(tmp_path, prese
     metadata = json.loads((out / "metadata.json").read_text())
     fmt = FORMATS[fmt_name]
     assert metadata["fim"]["format"] == fmt_name and set(metadata["fim"]["layout"]) == set(fmt.orders)
-    tokenizer = Tokenizer(preset_model_paths[fmt_name].read_bytes(), dataset_token_names(metadata))
+    tokenizer = tokenizer_from_bytes(preset_model_paths[fmt_name].read_bytes(), dataset_token_names(metadata))
     assert metadata["bos"] == fmt.bos and (tokenizer.special.bos is not None) == fmt.bos
     seen = set()
     for example in iter_examples(str(out)):

@@ -15,7 +15,7 @@ from tests.corpora import stdlib_sources, write_jsonl
 from tests.fim_checks import segments
 from transforms.core.segments import parse_segment
 from transforms.core.splits import split_of
-from transforms.core.tokenizer import Tokenizer
+from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
 
 
 def tagged_documents(n: int, seed: int) -> list[str]:
@@ -36,7 +36,7 @@ def run(corpus: Path, out: Path, model: str, *extra: str) -> dict:
 
 def fragments_by_split(out: Path, metadata: dict, model_bytes: bytes) -> dict:
     """{file prefix: [fragment text]}, FIM segments put back in document order."""
-    tokenizer = Tokenizer(model_bytes, dataset_token_names(metadata))
+    tokenizer = SentencePieceTokenizer(model_bytes, dataset_token_names(metadata))
     found: dict = {}
     for name in metadata["splits"]:
         if not metadata["splits"][name].get("files"):
@@ -109,7 +109,7 @@ def test_eval_problems_come_from_held_out_documents_and_reassemble_to_them(tmp_p
                    "--eval_examples_per_task", "6")
     by_header = {d.split("\n", 1)[0]: d for d in docs}
     where = document_splits(fragments_by_split(out, metadata, code_model_bytes), docs)
-    tokenizer = Tokenizer(code_model_bytes, dataset_token_names(metadata))
+    tokenizer = SentencePieceTokenizer(code_model_bytes, dataset_token_names(metadata))
     for task in ("single_line", "multi_line", "random_span"):
         lines = [json.loads(line) for line in (out / "eval" / f"{task}.jsonl").read_text().splitlines()]
         assert len(lines) == metadata["eval"][task]["problems"] == 6

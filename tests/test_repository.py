@@ -21,6 +21,7 @@ from tests.fim_checks import segments
 from transforms.core.fim_format import FORMATS, SENTINEL_ROLES, special_token_names
 from transforms.core.packing import pack_bucket
 from transforms.core.segments import parse_repository_segment
+from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
 from transforms.core.tokenizer import Tokenizer
 from transforms.schema import TokenizedDocument
 
@@ -107,7 +108,7 @@ def test_a_tree_of_repositories_comes_back_file_for_file(tmp_path, repos_root, c
          "--context_length", "4096", "--fim_rate", "0.9", "--fim_format", fmt_name, *extra])
     fmt = FORMATS[fmt_name]
     with open(out / "metadata.json") as f:
-        tokenizer = Tokenizer(code_model_bytes, dataset_token_names(json.load(f)))
+        tokenizer = SentencePieceTokenizer(code_model_bytes, dataset_token_names(json.load(f)))
     parts, modes, metadata = read_repositories(str(out), tokenizer, fmt)
     check_repositories_intact(parts, repos)
     counts = metadata["counts"]
@@ -134,7 +135,7 @@ def test_jsonl_and_parquet_repositories_with_dead_letters_for_records_without_on
     run(["--input", str(tmp_path / "a.jsonl"), "--input", str(tmp_path / "b.parquet"), "--output", str(out),
          "--tokenizer", code_model_path, "--group_by", "repo", "--context_length", "4096",
          "--max_error_fraction", "0.1"])
-    tokenizer = Tokenizer(code_model_bytes, special_token_names(FORMATS["paper"], {}, None, repository=True))
+    tokenizer = SentencePieceTokenizer(code_model_bytes, special_token_names(FORMATS["paper"], {}, None, repository=True))
     parts, _, metadata = read_repositories(str(out), tokenizer, FORMATS["paper"])
     check_repositories_intact(parts, repos)
     assert metadata["errors"]["by_reason"] == {"no_repository": 1, "invalid_path": 1}
@@ -178,7 +179,7 @@ def test_a_repository_is_held_out_whole_or_not_at_all(tmp_path, repos_root, code
     out = tmp_path / "out"
     run(["--input", str(root), "--output", str(out), "--tokenizer", code_model_path, "--group_by", "repo",
          "--context_length", "4096", "--validation_fraction", "0.4", "--eval_examples_per_task", "0"])
-    tokenizer = Tokenizer(code_model_bytes, special_token_names(FORMATS["paper"], {}, None, repository=True))
+    tokenizer = SentencePieceTokenizer(code_model_bytes, special_token_names(FORMATS["paper"], {}, None, repository=True))
     train, _, metadata = read_repositories(str(out), tokenizer, FORMATS["paper"])
     held, _, _ = read_repositories(str(out), tokenizer, FORMATS["paper"], split="validation_ar")
     assert train and held and not set(train) & set(held)

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
 from tests.corpora import MULTILINGUAL, as_lists, multilingual_documents, stdlib_sources, tokenizer_texts, train_sentencepiece
-from transforms.core.tokenizer import SpecialTokenNames, Tokenizer
+from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
+from transforms.core.tokenizer import SpecialTokenNames
 from transforms.core.word_cache import ATOM, WORD, WordCache
 
 def test_the_code_models_use_both_split_levels(code_tokenizer, llama_tokenizer, lossy_tokenizer):
@@ -63,7 +64,7 @@ def _with_piece(model_bytes: bytes, piece: str) -> bytes:
 
 @pytest.mark.parametrize("piece, levels", [("f(", [WORD]), ("x_y", [WORD]), ("a\u2581b", None)])
 def test_a_piece_across_a_cut_turns_that_split_off(code_model_bytes, piece, levels):
-    tokenizer = Tokenizer(_with_piece(code_model_bytes, piece), SpecialTokenNames())
+    tokenizer = SentencePieceTokenizer(_with_piece(code_model_bytes, piece), SpecialTokenNames())
     assert (tokenizer.word_cache and [p for p, _ in tokenizer.word_cache._levels]) == levels
     docs = ["def f(x_y): return a b", "  f(f(x_y_z)) a b a\u2581b"]
     assert as_lists(tokenizer.encode_documents_fast(docs)) == tokenizer.encode_documents(docs)
@@ -77,7 +78,7 @@ def test_without_byte_fallback_unknown_characters_keep_atoms_off(training_text):
                    normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
                    control_symbols=["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"],
                    character_coverage=0.98)
-    tokenizer = Tokenizer(model, SpecialTokenNames())
+    tokenizer = SentencePieceTokenizer(model, SpecialTokenNames())
     assert [p for p, _ in tokenizer.word_cache._levels] == [WORD]
     # Neither is in the training text: a letter and a symbol, both <unk>.
     docs = ["x鑫䷀ 鑫 y", "鑫_䷀鑫 ䷀"]

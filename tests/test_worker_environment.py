@@ -80,7 +80,8 @@ def run_pipeline(argv: list[str], runner) -> None:
     p.run().wait_until_finish()
 
 
-def test_the_pipeline_runs_on_workers_that_have_only_what_the_image_installs(gcs, tmp_path, monkeypatch):
+def test_the_pipeline_runs_on_workers_that_have_only_what_the_image_installs(gcs, tmp_path, monkeypatch,
+                                                                            family_tokenizer_paths):
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -103,6 +104,11 @@ def test_the_pipeline_runs_on_workers_that_have_only_what_the_image_installs(gcs
               "--read_split_bytes", str(1 << 20), *formats]
     run_pipeline([*common, "--output", gcs.url("workers/out")], fn_runner.FnApiRunner(default_environment=harness))
     run_pipeline([*common, "--output", gcs.url("workers/reference")], local_runner(PipelineOptions([])))
+    # A Hugging Face tokenizer.json read from gs:// by the workers, with its family's preset.
+    upload(family_tokenizer_paths["starcoder"].read_bytes(), gcs.url("workers/tokenizer.json"))
+    huggingface = [*common, "--tokenizer", gcs.url("workers/tokenizer.json"), "--fim_format", "starcoder"]
+    run_pipeline([*huggingface, "--output", gcs.url("workers/hf")], fn_runner.FnApiRunner(default_environment=harness))
+    run_pipeline([*huggingface, "--output", gcs.url("workers/hf_reference")], local_runner(PipelineOptions([])))
 
     def files(output):
         matched = FileSystems.match([gcs.url(f"{output}/**")])[0].metadata_list
@@ -114,6 +120,7 @@ def test_the_pipeline_runs_on_workers_that_have_only_what_the_image_installs(gcs
     assert {entry["format"] for entry in metadata["files"]} == set(OUTPUT_FORMATS)
     # The same bytes as the test's own environment gives.
     assert files("workers/out") == files("workers/reference")
+    assert files("workers/hf") == files("workers/hf_reference") != files("workers/out")
     # And the DoFns did run in the worker environment.
     probe = tmp_path / "probe.txt"
     with beam.Pipeline(runner=fn_runner.FnApiRunner(default_environment=harness)) as p:

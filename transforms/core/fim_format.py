@@ -30,6 +30,26 @@ against the family's reference in ``tests/test_fim_formats.py``):
   separates files; BOS at each document start. Only PSM is published, so SPM
   (the paper's variant 2) is off unless ``--fim_spm_rate`` asks for it.
 
+* ``starcoder``: StarCoder and StarCoder2 (a ``tokenizer.json``): the paper's
+  layout with their sentinel names, as BigCode's Megatron-LM fork builds it
+  (``megatron/data/gpt_dataset.py``, ``permute``: PSM
+  ``<fim_prefix> P <fim_suffix> S <fim_middle> M``, SPM
+  ``<fim_prefix> <fim_suffix> S <fim_middle> P M``, SPM rate 0.5), documents
+  ended by ``<|endoftext|>``, repository pieces ``<repo_name>``, ``<file_sep>``
+  (the StarCoder2 paper's repository-context format).
+* ``qwen2.5-coder``: Qwen2.5-Coder's published prompt (the QwenLM/Qwen2.5-Coder
+  README, file-level completion) ``<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>M``,
+  ``<|endoftext|>``, pad ``<|fim_pad|>``, repository pieces ``<|repo_name|>``,
+  ``<|file_sep|>``. Only PSM is published: SPM is off unless asked for.
+* ``deepseek-coder``: DeepSeek-Coder's code-insertion prompt (the
+  deepseek-ai/DeepSeek-Coder README) ``<｜fim▁begin｜>P<｜fim▁hole｜>S<｜fim▁end｜>M``:
+  its begin, hole and end tokens play the prefix, suffix and middle roles;
+  ``<｜end▁of▁sentence｜>`` ends documents and ``<｜begin▁of▁sentence｜>`` starts
+  them, as its tokenizer adds it. PSM only (the paper trains PSM).
+
+The last three are checked against ``transformers``' tokenizer classes loaded
+from a ``tokenizer.json`` the test trains with each family's special tokens.
+
 Repository-level layouts (``--group_by repo``) name two more pieces:
 ``repo_name`` before the repository's name and ``file_sep`` before each
 file's ``PATH\\n`` and content.
@@ -98,6 +118,19 @@ FORMATS = {f.name: f for f in (
               {"fim_prefix": "<|fim_prefix|>", "fim_middle": "<|fim_middle|>", "fim_suffix": "<|fim_suffix|>",
                "fim_end": "<|file_separator|>", "file_sep": "<|file_separator|>"},
               0.0, True),
+    FimFormat("starcoder", _PSM, _SPM,
+              {"fim_prefix": "<fim_prefix>", "fim_middle": "<fim_middle>", "fim_suffix": "<fim_suffix>",
+               "pad": "<fim_pad>", "eot": "<|endoftext|>", "repo_name": "<repo_name>", "file_sep": "<file_sep>"},
+              0.5, False),
+    FimFormat("qwen2.5-coder", _PSM, _SPM,
+              {"fim_prefix": "<|fim_prefix|>", "fim_middle": "<|fim_middle|>", "fim_suffix": "<|fim_suffix|>",
+               "pad": "<|fim_pad|>", "eot": "<|endoftext|>", "repo_name": "<|repo_name|>",
+               "file_sep": "<|file_sep|>"},
+              0.0, False),
+    FimFormat("deepseek-coder", _PSM, _SPM,
+              {"fim_prefix": "<｜fim▁begin｜>", "fim_middle": "<｜fim▁end｜>", "fim_suffix": "<｜fim▁hole｜>",
+               "pad": None, "eot": "<｜end▁of▁sentence｜>", "bos": "<｜begin▁of▁sentence｜>"},
+              0.0, True),
 )}
 DEFAULT_FORMAT = "paper"
 # Repository-level pieces where a preset does not name its own (StarCoder2 and Qwen2.5-Coder style).
@@ -121,5 +154,5 @@ def special_token_names(fmt: FimFormat, overrides: dict, bos: Optional[str], rep
     uses_end = any("fim_end" in layout for layout in fmt.orders.values())
     return SpecialTokenNames(
         fim_prefix=piece("fim_prefix"), fim_middle=piece("fim_middle"), fim_suffix=piece("fim_suffix"),
-        pad=piece("pad"), eot=overrides.get("eot"), fim_end=piece("fim_end") if uses_end else None, bos=bos,
+        pad=piece("pad"), eot=piece("eot"), fim_end=piece("fim_end") if uses_end else None, bos=bos,
         repo_name=piece("repo_name") if repository else None, file_sep=piece("file_sep") if repository else None)

@@ -1,66 +1,69 @@
-"""SentencePiece models as fimflow uses them.
+"""The tokenizer protocol: what every stage, ``inspect``, ``report`` and the bench use of a tokenizer.
 
-A user's model is loaded once and turned into two encoders that share its
-vocabulary and ids:
+A ``Tokenizer`` turns documents into ids exactly as its library does and
+gives FIM the tables it works on. Two backends implement it:
 
-* the *document encoder* tokenizes raw documents exactly as the user's model
-  does, except that the special pieces (``<eot>``, the FIM sentinels, pad) are
-  turned into control symbols, so that literal text such as ``<fim_middle>``
-  in a source file can never become a sentinel id, even when the model
-  declares the sentinels as user-defined symbols;
-* the *fragment encoder* re-tokenizes the prefix, middle and suffix that FIM
-  cuts out of already-tokenized text. It has no dummy prefix, no extra
-  whitespace removal and no normalization, because its input is the surface of
-  pieces that were already normalized: encoding it again must reproduce those
-  bytes exactly, or FIM would silently change the training data.
+* ``transforms.core.sentencepiece_tokenizer``: a SentencePiece ``.model``;
+* ``transforms.core.huggingface_tokenizer``: a Hugging Face ``tokenizer.json``
+  with a byte-level BPE (StarCoder, Qwen, DeepSeek-Coder, Llama 3).
 
-``piece_bytes`` maps every id to the bytes it stands for (``None`` for ids
-that stand for no text: unknown, control, unused), which is what FIM works on
-instead of ``decode`` (decode drops a leading space and turns a character split
-across byte pieces into U+FFFD).
+``load_tokenizer(path, names)`` reads a file from any Beam filesystem or an
+installed package and picks the backend from its content (a JSON object is a
+``tokenizer.json``, anything else a SentencePiece model), so a ``gs://`` path
+needs no particular name.
+
+What every backend guarantees, and the shared code below relies on:
+
+* the special tokens (``SpecialTokens``) are ids that no text encodes to, so
+  literal ``<fim_middle>`` in a source file stays text;
+* ``piece_bytes[i]`` is the bytes id ``i`` stands for (``None``: no text:
+  special, unknown, unused), which is what FIM cuts and joins instead of
+  ``decode`` (decode drops a leading space and turns a character split across
+  byte pieces into U+FFFD);
+* ``encode_fragments`` re-encodes text cut out of already-encoded text so that
+  its ids stand for exactly those bytes (no dummy prefix, no normalization);
+* ``splits``: cuts in a text that the tokenizer provably never merges across,
+  coarsest first (``transforms.core.word_cache``); a document is the
+  concatenation of its parts between them, which the word cache and the
+  encoding of very long documents use. Empty where nothing is proven: then
+  every text is encoded whole.
+
+Messages name roles (``fim_prefix``, ``eot``), not command-line flags:
+``TokenizerError.roles`` says which, and ``pipeline`` words the flags.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
-import re
-from typing import Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
-import sentencepiece as spm
-from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-from transforms.core.word_cache import ATOM, WORD, WordCache
+from transforms.core.word_cache import WordCache
 from transforms.schema import TOKEN_DTYPE
-
-PieceType = model_pb2.ModelProto.SentencePiece.Type
-# Plain ints: looking enum values up on the protobuf wrapper, once per piece,
-# costs a noticeable part of loading a model.
-_BYTE = PieceType.Value("BYTE")
-_NORMAL = PieceType.Value("NORMAL")
-_USER_DEFINED = PieceType.Value("USER_DEFINED")
-_UNUSED = PieceType.Value("UNUSED")
-_CONTROL = PieceType.Value("CONTROL")
-_UNKNOWN = PieceType.Value("UNKNOWN")
-_TEXT_TYPES = (_NORMAL, _USER_DEFINED)
-_MERGEABLE_TYPES = _TEXT_TYPES + (_UNUSED,)
-_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
-_WHITESPACE_MARK = "\u2581"
 
 
 class TokenizerError(ValueError):
-    """The tokenizer cannot be used for FIM data; the message says why and how to fix it."""
+    """The tokenizer cannot be used for FIM data; the message says why. ``roles``: the special tokens concerned;
+    ``missing``: some of them are not in the tokenizer at all."""
+
+    def __init__(self, message: str, roles: Sequence[str] = (), missing: bool = False):
+        super().__init__(message)
+        self.roles = tuple(roles)
+        self.missing = missing
 
 
 @dataclasses.dataclass(frozen=True)
 class SpecialTokenNames:
     """Piece names of the special tokens (``transforms.core.fim_format`` sets them per preset).
 
-    ``eot=None``: the model's EOS piece; ``pad=None``: the ``eot`` piece;
-    ``fim_middle=None``: a layout without a middle sentinel (Codestral's);
-    ``fim_end``, ``bos``, ``repo_name``, ``file_sep``: ``None`` when the run
-    does not use them.
+    ``eot=None``: the tokenizer's own end of text (a SentencePiece model's EOS
+    piece, a ``tokenizer.json``'s ``<|endoftext|>``); ``pad=None``: the
+    ``eot`` piece; ``fim_middle=None``: a layout without a middle sentinel
+    (Codestral's); ``fim_end``, ``bos``, ``repo_name``, ``file_sep``: ``None``
+    when the run does not use them.
     """
 
     fim_prefix: str = "<fim_prefix>"
@@ -76,7 +79,7 @@ class SpecialTokenNames:
 
 @dataclasses.dataclass(frozen=True)
 class SpecialTokens:
-    """Ids of the special tokens in one model; ``None``: a role this run does not use."""
+    """Ids of the special tokens in one tokenizer; ``None``: a role this run does not use."""
 
     pad: int
     eot: int
@@ -93,10 +96,12 @@ class SpecialTokens:
 
 
 PACKAGE_SCHEME = "package://"
+# CodeGemma's <|file_separator|> both ends a middle and starts the next file.
+_MAY_SHARE = {"fim_end", "file_sep"}
 
 
 def read_model_bytes(path: str) -> bytes:
-    """Reads a model file from any Beam filesystem (local path, gs://, ...), or from an installed
+    """Reads a tokenizer file from any Beam filesystem (local path, gs://, ...), or from an installed
     Python package: ``package://PACKAGE/RESOURCE`` (the bundled model: a path every worker with
     fimflow installed resolves, wherever the launcher's copy lies)."""
     if path.startswith(PACKAGE_SCHEME):
@@ -108,124 +113,88 @@ def read_model_bytes(path: str) -> bytes:
     # start without Beam.
     from apache_beam.io.filesystems import FileSystems
 
-    
     with FileSystems.open(path) as f:
         return f.read()
 
 
-def model_bos_piece(model_bytes: bytes) -> str:
-    """The model's BOS piece, for ``--bos``; a ``TokenizerError`` if it has none."""
-    spec = model_pb2.ModelProto.FromString(model_bytes).trainer_spec
-    if spec.bos_id < 0:
-        raise TokenizerError("--bos: the model has no BOS piece (trained with bos_id=-1); name one with --bos_token")
-    return spec.bos_piece
+def is_huggingface_file(data: bytes) -> bool:
+    """Whether ``data`` is a ``tokenizer.json`` (a JSON object) rather than a SentencePiece model (a protobuf,
+    which never starts with ``{``)."""
+    return data.lstrip()[:1] == b"{"
 
 
-def _check_complete_model(proto) -> None:
-    """Refuses a model file cut short: protobuf parses a prefix of one as a model with defaults.
+def backend_of(data: bytes) -> str:
+    return "huggingface" if is_huggingface_file(data) else "sentencepiece"
 
-    A model file holds its pieces first, then the trainer and normalizer
-    specs; cut between two pieces it parses as a unigram model with fewer
-    pieces, which would turn much of a corpus into ``<unk>``. Models that have
-    pieces added after training (more pieces than trained) are fine.
+
+def tokenizer_from_bytes(data: bytes, names: SpecialTokenNames = SpecialTokenNames(),
+                         reference: bool = False) -> "Tokenizer":
+    """The tokenizer a file's bytes hold, by the backend its content names."""
+    if is_huggingface_file(data):
+        from transforms.core.huggingface_tokenizer import HuggingFaceTokenizer
+
+        return HuggingFaceTokenizer(data, names, reference)
+    from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
+
+    return SentencePieceTokenizer(data, names, reference)
+
+
+def load_tokenizer(path: str, names: SpecialTokenNames = SpecialTokenNames(), reference: bool = False) -> "Tokenizer":
+    """The tokenizer at ``path`` (local, ``gs://``, ``package://``): a SentencePiece ``.model`` or a ``tokenizer.json``."""
+    return tokenizer_from_bytes(read_model_bytes(path), names, reference)
+
+
+def default_bos_piece(data: bytes) -> str:
+    """The tokenizer's own BOS piece, for ``--bos`` without a named one; a ``TokenizerError`` if it declares none."""
+    if is_huggingface_file(data):
+        raise TokenizerError("a tokenizer.json declares no BOS token: name the one to put first", roles=("bos",))
+    from transforms.core.sentencepiece_tokenizer import model_bos_piece
+
+    return model_bos_piece(data)
+
+
+def resolve_special_tokens(names: SpecialTokenNames, ids: Mapping[str, int], default_eot: Optional[str],
+                           text_kind: Callable[[int], Optional[str]], spare: Sequence[str]) -> SpecialTokens:
+    """The ids of ``names`` in a vocabulary, checked the same way for every backend.
+
+    ``ids``: piece -> id; ``default_eot``: the piece ``eot=None`` means (``None``: the tokenizer has none);
+    ``text_kind(id)``: what kind of text the id stands for (``"an ordinary text piece"``) if text
+    encodes to it, else ``None``; ``spare``: pieces to suggest when one is refused.
     """
-    if not proto.HasField("trainer_spec") or not proto.HasField("normalizer_spec"):
-        raise TokenizerError("the model file is incomplete (no trainer or normalizer settings): "
-                             "it was probably cut short; copy it again")
-    if len(proto.pieces) < proto.trainer_spec.vocab_size:
-        raise TokenizerError(f"the model file is incomplete: {len(proto.pieces)} pieces, "
-                             f"trained with {proto.trainer_spec.vocab_size}; copy it again")
-
-
-def _resolve_special_tokens(proto, names: SpecialTokenNames) -> SpecialTokens:
-    ids = {p.piece: i for i, p in enumerate(proto.pieces)}
     wanted = {role: name for role, name in dataclasses.asdict(names).items() if name is not None}
     if names.eot is None:
-        wanted["eot"] = proto.trainer_spec.eos_piece if proto.trainer_spec.eos_id >= 0 else None
+        wanted["eot"] = default_eot
     if names.pad is None:
         wanted["pad"] = wanted["eot"]
-    missing = [f"{role}={name!r}" if name else f"{role} (the model has no EOS piece)"
-               for role, name in wanted.items() if name not in ids]
+    missing = {role: name for role, name in wanted.items() if name not in ids}
     if missing:
-        raise TokenizerError(
-            "tokenizer lacks special tokens: " + ", ".join(missing) +
-            ". Train one with `fimflow train-tokenizer` (it adds them as control symbols), "
-            "add them to your model as control symbols, pick the --fim_format of your model's family, "
-            "or name existing pieces with --fim_prefix_token/--fim_middle_token/--fim_suffix_token/"
-            "--pad_token/--eot_token.")
+        raise TokenizerError("tokenizer lacks special tokens: " + ", ".join(
+            f"{role}={name!r}" if name else f"{role} (the tokenizer declares none)" for role, name in missing.items()),
+            roles=tuple(missing), missing=True)
     values = {role: ids[name] for role, name in wanted.items()}
+    taken = set(values.values())
+    hint = _spare_hint([piece for piece in spare if ids[piece] not in taken])
     for role, name in wanted.items():
-        kind = proto.pieces[ids[name]].type
+        kind = text_kind(values[role])
         # Padding is marked by segment_ids == 0, so any piece may fill it.
-        if kind in (_NORMAL, _BYTE) and role != "pad":
-            what = "an ordinary text piece" if kind == _NORMAL else "a byte piece"
+        if kind and role != "pad":
             raise TokenizerError(
-                f"--{ROLE_FLAGS[role]} {name!r} is {what}: as a {role} it would stop text from "
-                f"encoding to it and change how text containing it is tokenized; name a control, "
-                f"user-defined or unused piece{_spare_pieces(proto, set(values.values()))}")
-    shared = {}
+                f"the {role} token {name!r} is {kind}: as a {role} it would stop text from encoding to it "
+                f"and change how text containing it is tokenized; name a special, control, user-defined or "
+                f"unused piece{hint}", roles=(role,))
+    shared: dict = {}
     for role, i in values.items():
         if role != "pad":
             shared.setdefault(i, []).append(role)
-    for i, roles in shared.items():
+    for roles in shared.values():
         if len(roles) > 1 and set(roles) != _MAY_SHARE:
-            raise TokenizerError(
-                f"{' and '.join(roles)} are the same piece {proto.pieces[i].piece!r}; each special token needs "
-                f"its own piece: set {' or '.join('--' + ROLE_FLAGS[r] for r in roles)}"
-                f"{_spare_pieces(proto, set(values.values()))}")
+            raise TokenizerError(f"{' and '.join(roles)} are the same piece {wanted[roles[0]]!r}; each special token "
+                                 f"needs its own piece{hint}", roles=tuple(roles))
     return SpecialTokens(**values)
 
 
-# CodeGemma's <|file_separator|> both ends a middle and starts the next file.
-_MAY_SHARE = {"fim_end", "file_sep"}
-# The command-line flag that names each special token.
-ROLE_FLAGS = {"pad": "pad_token", "eot": "eot_token", "fim_prefix": "fim_prefix_token",
-              "fim_middle": "fim_middle_token", "fim_suffix": "fim_suffix_token", "fim_end": "fim_end_token",
-              "bos": "bos_token", "repo_name": "repo_name_token", "file_sep": "file_sep_token"}
-
-
-def _spare_pieces(proto, taken: set) -> str:
-    """Control, user-defined and unused pieces of the model not already a special token, as a hint."""
-    spare = [p.piece for i, p in enumerate(proto.pieces)
-             if i not in taken and p.type in (_CONTROL, _USER_DEFINED, _UNUSED)][:6]
-    return f", e.g. {', '.join(map(repr, spare))}" if spare else " (this model has none to spare: add one)"
-
-
-def _piece_surface(piece, escape_whitespaces: bool) -> Optional[bytes]:
-    if piece.type == _BYTE:
-        return bytes([int(_BYTE_PIECE.fullmatch(piece.piece).group(1), 16)])
-    if piece.type in _TEXT_TYPES:
-        text = piece.piece.replace(_WHITESPACE_MARK, " ") if escape_whitespaces else piece.piece
-        return text.encode("utf-8")
-    return None
-
-
-def _independent_splits(proto) -> tuple:
-    """The splits of text whose parts the model encodes independently, coarsest first.
-
-    Only for a BPE model with identity normalization: BPE merges symbols only
-    into pieces of the vocabulary (normal, user-defined and unused ones), so
-    where no such piece contains the two characters on both sides of a cut, no
-    merge crosses it. ``WORD`` cuts where a space follows a non-space, ``ATOM``
-    also between letters and anything else; each applies when no
-    piece contains one of its cuts. Unknown characters next to each other
-    become one ``<unk>``, so a cut needs a known character beside it: the space
-    piece for ``WORD``, byte fallback for ``ATOM``.
-    """
-    spec = proto.normalizer_spec
-    if (proto.trainer_spec.model_type != model_pb2.TrainerSpec.BPE
-            or spec.name != "identity" or spec.precompiled_charsmap or spec.remove_extra_whitespaces
-            or not spec.escape_whitespaces or proto.trainer_spec.treat_whitespace_as_suffix):
-        return ()
-    texts = [p.piece.replace(_WHITESPACE_MARK, " ") for p in proto.pieces
-             if p.type in _MERGEABLE_TYPES]
-    byte_fallback = proto.trainer_spec.byte_fallback
-    splits = []
-    for split, cuts_are_known in ((WORD, byte_fallback or " " in texts), (ATOM, byte_fallback)):
-        if not cuts_are_known or any(len(split.unicode.findall(text)) > 1 for text in texts):
-            break
-        splits.append(split)
-    return tuple(splits)
+def _spare_hint(spare: Sequence[str]) -> str:
+    return f", e.g. {', '.join(map(repr, spare[:6]))}" if spare else " (this tokenizer has none to spare: add one)"
 
 
 # How far back from a piece's end a cut is looked for first.
@@ -243,90 +212,80 @@ def _last_cut(pattern, text: str, lo: int, hi: int) -> Optional[int]:
     return ends[-2] if len(ends) >= 2 else None
 
 
-class Tokenizer:
-    """A user's SentencePiece model with the encoders and tables FIM needs.
+class Tokenizer(abc.ABC):
+    """A user's tokenizer with the encoders and tables FIM needs (the protocol; see the module docstring).
 
-    Picklable by value (the serialized model), so a DoFn may hold one; DoFns
+    Picklable by value (the file's bytes), so a DoFn may hold one; DoFns
     should rather obtain it through a ``TokenizerHandle`` in ``setup()``.
     ``reference=True`` turns off every word-level shortcut (the word cache,
     FIM's local re-encoding): the straightforward implementation that tests
     compare the shortcuts with.
+
+    A backend's ``__init__`` sets ``special``, ``special_pieces``,
+    ``special_texts``, ``splits`` and ``vocab_size``, calls ``_set_piece_bytes``
+    and ``_set_word_cache``, and implements the abstract methods.
     """
 
-    def __init__(self, model_bytes: bytes, names: SpecialTokenNames = SpecialTokenNames(),
-                 reference: bool = False):
+    backend: str
+    special: SpecialTokens
+    # role -> piece name; the literal texts of the special pieces that no text encodes to.
+    special_pieces: dict
+    special_texts: tuple
+    splits: tuple
+    vocab_size: int
+    # Whether re-encoding any cut-out text gives its bytes back (no character maps to nothing or <unk>).
+    reencodes_losslessly: bool
+
+    def __init__(self, model_bytes: bytes, names: SpecialTokenNames, reference: bool):
         self.model_bytes = model_bytes
         self.names = names
-        proto = model_pb2.ModelProto.FromString(model_bytes)
-        _check_complete_model(proto)
-        self.special = _resolve_special_tokens(proto, names)
-        self.special_pieces = {role: proto.pieces[i].piece for role, i in self.special.as_dict().items()}
-        # A pad that is a text piece stays one: it only fills positions segment_ids marks as padding.
-        special_ids = {i for i in self.special.as_dict().values() if proto.pieces[i].type not in (_NORMAL, _BYTE)}
-        self.special_texts = tuple(sorted({proto.pieces[i].piece for i in special_ids}))
-        for i in special_ids:
-            # <unk> stays what it is (SentencePiece needs one); it already stands for no text.
-            if proto.pieces[i].type != _UNKNOWN:
-                proto.pieces[i].type = _CONTROL
         self.reference = reference
-        # Where this model provably never joins pieces across a cut: long
-        # documents are cut only there, in the reference mode too.
-        self.splits = _independent_splits(proto)
-        if names.file_sep is not None:
-            # Repository-level runs: every text (a repository's name, a file's path and content)
-            # follows a special piece, so none gets the implicit leading space of a text's start.
-            proto.normalizer_spec.add_dummy_prefix = False
-        self.document_encoder = spm.SentencePieceProcessor(
-            model_proto=proto.SerializeToString())
-        self._dummy_prefix = " " if proto.normalizer_spec.add_dummy_prefix else ""
-        # Encodes the pieces after the first of a document too long to encode in
-        # one call, and single words: they continue the text, so they get no
-        # dummy prefix.
-        proto.normalizer_spec.add_dummy_prefix = False
-        self.continuation_encoder = spm.SentencePieceProcessor(
-            model_proto=proto.SerializeToString())
-        # The fragment encoder below equals this one for every model with splits.
-        self.word_cache = (WordCache(self.continuation_encoder, self.splits, TOKEN_DTYPE)
-                           if self.splits and not reference else None)
-        escape = proto.normalizer_spec.escape_whitespaces
-        self.piece_bytes = tuple(_piece_surface(p, escape) for p in proto.pieces)
+        self.sha256 = hashlib.sha256(model_bytes).hexdigest()
+        self.word_cache: Optional[WordCache] = None
+
+    def __reduce__(self):
+        return type(self), (self.model_bytes, self.names, self.reference)
+
+    def _set_piece_bytes(self, piece_bytes: Sequence[Optional[bytes]]) -> None:
+        self.piece_bytes = tuple(piece_bytes)
         # The same table for whole arrays of ids: FIM looks up every id of the
         # fragments it transforms, which numpy does in one call.
         self.piece_lengths = np.array([-1 if s is None else len(s) for s in self.piece_bytes], dtype=np.int64)
         self._surfaces = np.empty(len(self.piece_bytes), dtype=object)
         self._surfaces[:] = [s or b"" for s in self.piece_bytes]
-        proto.normalizer_spec.name = "identity"
-        proto.normalizer_spec.precompiled_charsmap = b""
-        proto.normalizer_spec.add_dummy_prefix = False
-        proto.normalizer_spec.remove_extra_whitespaces = False
-        proto.normalizer_spec.ClearField("normalization_rule_tsv")
-        self.fragment_encoder = spm.SentencePieceProcessor(
-            model_proto=proto.SerializeToString())
-        self.vocab_size = len(proto.pieces)
-        # With byte fallback every character has pieces, so re-encoding text cut
-        # out of a fragment gives its bytes back; without it a cut can leave a
-        # character (or half a user-defined symbol) that encodes to <unk>.
-        self.reencodes_losslessly = proto.trainer_spec.byte_fallback
-        self.sha256 = hashlib.sha256(model_bytes).hexdigest()
+
+    def _set_word_cache(self, encoder) -> None:
+        """``encoder.encode(texts, num_threads=)``: ids of text that continues a document, which the cache's parts are."""
+        self.word_cache = (WordCache(encoder, self.splits, TOKEN_DTYPE)
+                           if self.splits and not self.reference else None)
 
     @property
     def encodes_words_independently(self) -> bool:
         """Whether FIM may re-encode only the words at its cuts, as documents go through the word cache."""
         return self.word_cache is not None
 
-    def __reduce__(self):
-        return Tokenizer, (self.model_bytes, self.names, self.reference)
-
+    @abc.abstractmethod
     def encode_documents(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
-        """SentencePiece's own encoding of ``texts``: the reference every faster path must equal."""
-        return self.document_encoder.encode(texts, num_threads=num_threads)
+        """The library's own encoding of whole documents (special-token text as text): the reference every
+        faster path must equal."""
+
+    @abc.abstractmethod
+    def _cached_form(self, text: str, start: bool) -> str:
+        """Non-empty text as the word cache encodes it: with the dummy prefix (``start``: it begins a document)
+        or the normalization the tokenizer applies."""
+
+    @abc.abstractmethod
+    def _encode_continuation(self, text: str) -> np.ndarray:
+        """Ids of ``text`` as a part after the first of a document (``splits`` cut it there)."""
+
+    @abc.abstractmethod
+    def _encode_fragment_texts(self, texts: list[str]) -> list[np.ndarray]:
+        """Ids of text cut out of encoded text, standing for exactly its bytes."""
 
     def encode_documents_fast(self, texts: list[str], num_threads: int = 1) -> list[np.ndarray]:
         """The ids of ``encode_documents`` as arrays, through the word cache where it applies."""
         if self.word_cache is not None:
-            # SentencePiece adds the dummy prefix to non-empty text only.
-            prefix = self._dummy_prefix
-            return self.word_cache.encode([prefix + t if t else t for t in texts], num_threads)
+            return self.word_cache.encode([self._cached_form(t, True) if t else t for t in texts], num_threads)
         return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self.encode_documents(texts, num_threads)]
 
     def encode_long_document(self, text: str, piece_chars: int, dtype=TOKEN_DTYPE) -> np.ndarray:
@@ -334,11 +293,10 @@ class Tokenizer:
 
         Bounds the memory one encoding call needs on a document of hundreds of
         MB, and keeps ids in compact arrays rather than one list of Python
-        ints. A piece ends only where the model provably never joins pieces
-        (``splits``: where a space follows a non-space, else between a letter
-        and a non-letter): the last such cut within ``piece_chars``, or, with
-        none there, the next one after. A model with no such cut (unigram,
-        normalizing models) encodes the text whole: exactness comes first.
+        ints. A piece ends only where the tokenizer provably never joins pieces
+        (``splits``): the last such cut within ``piece_chars``, or, with none
+        there, the next one after. A tokenizer with no such cut encodes the
+        text whole: exactness comes first.
         """
         pieces: list[np.ndarray] = []
         start = 0
@@ -348,9 +306,9 @@ class Tokenizer:
             if start == 0:
                 pieces.append(self.encode_documents_fast([piece])[0])
             elif self.word_cache is not None:
-                pieces.append(self.word_cache.encode([piece])[0])
+                pieces.append(self.word_cache.encode([self._cached_form(piece, False)])[0])
             else:
-                pieces.append(np.asarray(self.continuation_encoder.encode(piece), dtype=TOKEN_DTYPE))
+                pieces.append(self._encode_continuation(piece))
             start = end
         return np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype=dtype)
 
@@ -371,10 +329,10 @@ class Tokenizer:
     def encode_fragments(self, texts: list[str]) -> list[np.ndarray]:
         if self.word_cache is not None:
             return self.word_cache.encode(texts)
-        return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self.fragment_encoder.encode(texts)]
+        return self._encode_fragment_texts(texts)
 
     def surface(self, ids) -> bytes:
-        """The bytes ``ids`` stand for; ids without text (unknown, control) contribute nothing."""
+        """The bytes ``ids`` stand for; ids without text (special, unknown, control) contribute nothing."""
         return b"".join(self._surfaces[np.asarray(ids, dtype=np.int64)].tolist())
 
     def count_special_text(self, text: str) -> int:
@@ -386,9 +344,9 @@ class TokenizerHandle:
     """A picklable reference to a tokenizer that DoFns resolve in ``setup()``.
 
     Beam runs several DoFn instances per worker process; through
-    ``apache_beam.utils.shared`` they share one loaded model instead of each
-    reading and holding its own, and the model never travels inside the
-    pickled DoFn.
+    ``apache_beam.utils.shared`` they share one loaded tokenizer instead of
+    each reading and holding its own, and the tokenizer never travels inside
+    the pickled DoFn.
     """
 
     def __init__(self, path: str, names: SpecialTokenNames, reference: bool = False,
@@ -402,9 +360,9 @@ class TokenizerHandle:
         self._shared = shared.Shared()
 
     def _load(self) -> Tokenizer:
-        tokenizer = Tokenizer(read_model_bytes(self.path), self.names, self.reference)
+        tokenizer = load_tokenizer(self.path, self.names, self.reference)
         if self.sha256 is not None and tokenizer.sha256 != self.sha256:
-            # Workers read the path again: a model replaced since planning
+            # Workers read the path again: a tokenizer replaced since planning
             # would make data that metadata.json does not describe.
             raise TokenizerError(f"{self.path} changed after the run was planned: sha256 {tokenizer.sha256}, "
                                  f"planned {self.sha256}")

@@ -54,6 +54,21 @@ WORD = _split(_WORD, _WORD)
 # punctuation: models join them with it, as in "__(" and "[0]".
 ATOM = _split(f"[ \u2581]*(?:[^\\W\\d_]+|(?:[^\\w \u2581{_SEPARATOR}]|[\\d_])+)|[ \u2581]+",
               f" *(?:[A-Za-z]+|[^A-Za-z {_SEPARATOR}]+)| +")
+# Words of byte-level BPEs, for the pre-tokenizer regexes that
+# ``transforms.core.huggingface_tokenizer`` names. GPT-2's regex never puts a
+# non-whitespace character and a whitespace one after it in one match
+# (whitespace only leads a match or is all of it), so each such pair is a cut;
+# the whitespace side is taken from the six ASCII characters every regex
+# engine's ``\s`` has, and Python's ``\s`` holds all of any engine's, so its
+# ``\S`` side is never whitespace there. Llama 3's and Qwen2's regexes glue
+# newlines to punctuation before them (``):\n``), so they cut before a space
+# or tab after a non-whitespace character, and before a newline only after an
+# ASCII letter or digit.
+_GPT2_WORD = f"\\s*(?:[^\\s{_SEPARATOR}]+|[^\\S \\t\\n\\r\\x0b\\x0c]\\s*)+|\\s+"
+GPT2_WORD = _split(_GPT2_WORD, _GPT2_WORD)
+_LLAMA3_WORD = (f"\\s*(?:[A-Za-z0-9]+|[^\\sA-Za-z0-9{_SEPARATOR}]+(?:[\\r\\n]\\s*)?|[^\\S \\t\\r\\n]\\s*)+"
+                "|\\s+")
+LLAMA3_WORD = _split(_LLAMA3_WORD, _LLAMA3_WORD)
 
 
 class WordCache:
@@ -91,7 +106,7 @@ class WordCache:
 
     def _encode(self, texts: list[str], level: int, num_threads: int) -> list[bytes]:
         if level == len(self._levels):
-            return self._sentencepiece(texts, num_threads)
+            return self._encode_uncached(texts, num_threads)
         is_ascii = [text.isascii() for text in texts]
         split = self._levels[level][0]
         ascii_ids = iter(self._encode_joined([t for t, a in zip(texts, is_ascii) if a], level, split.ascii,
@@ -105,7 +120,7 @@ class WordCache:
             return []
         joined = _SEPARATOR.join(texts)
         if joined.count(_SEPARATOR) != len(texts) - 1:
-            raise ValueError("text holds a lone surrogate, which SentencePiece cannot encode")
+            raise ValueError("text holds a lone surrogate, which no tokenizer can encode")
         parts = pattern.findall(joined)
         table = self._levels[level][1]
         new = list(set(parts).difference(table))
@@ -120,7 +135,7 @@ class WordCache:
             table[_SEPARATOR] = self._marker
         return encoded
 
-    def _sentencepiece(self, texts: list[str], num_threads: int) -> list[bytes]:
+    def _encode_uncached(self, texts: list[str], num_threads: int) -> list[bytes]:
         ids = self._encoder.encode(texts, num_threads=num_threads)
         lengths = list(map(len, ids))
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=self._dtype, count=sum(lengths)).tobytes()
