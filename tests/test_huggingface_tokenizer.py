@@ -283,3 +283,31 @@ def test_train_tokenizer_huggingface_makes_a_file_the_default_run_uses(tmp_path,
     # Repository-level pieces are special tokens of the file too.
     added = {t["content"] for t in json.loads(model.read_text())["added_tokens"] if t["special"]}
     assert {"<repo_name>", "<file_sep>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>"} <= added
+
+
+def test_held_out_splits_decontamination_inspect_and_report_work_with_a_tokenizer_json(tmp_path,
+                                                                                       family_tokenizer_paths, capsys):
+    path = family_tokenizer_paths["qwen2.5-coder"]
+    texts = [t[:5000] for t in stdlib_sources(300_000, seed=11)]
+    corpus = write_jsonl(tmp_path / "in.jsonl", texts)
+    benchmark = tmp_path / "bench.jsonl"
+    benchmark.write_text(json.dumps({"prompt": " ".join(texts[3].split()[:40])}) + "\n")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(corpus), "--output", str(out), "--tokenizer", str(path),
+                 "--fim_format", "qwen2.5-coder", "--context_length", "512", "--validation_fraction", "0.2",
+                 "--decontaminate", str(benchmark), "--eval_examples_per_task", "5"]) == 0
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["decontamination"]["files"][str(benchmark)]["documents_dropped"] == 1
+    assert metadata["splits"]["validation"]["documents"] > 0 and list((out / "eval").glob("*.jsonl"))
+    tokenizer = load_tokenizer(str(path), dataset_token_names(metadata))
+    for split in ("train", "validation", "validation_ar"):
+        for example in iter_examples(str(out), split=split):
+            for seg in segments(example["input_ids"], example["segment_ids"]):
+                _, parts = reassemble(tokenizer, seg, may_be_trimmed=True, fmt=FORMATS["qwen2.5-coder"])
+                assert all(any(part in t.encode() for t in texts) for part in parts)
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--n", "1", "--color", "never"]) == 0
+    assert capsys.readouterr().out.startswith("qwen2.5-coder PSM")
+    assert main(["report", str(out), "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "qwen2.5-coder" in page and page.count("class=\"sentinel\"") > 0

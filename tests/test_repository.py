@@ -22,7 +22,7 @@ from transforms.core.fim_format import FORMATS, SENTINEL_ROLES, special_token_na
 from transforms.core.packing import pack_bucket
 from transforms.core.segments import parse_repository_segment
 from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
-from transforms.core.tokenizer import Tokenizer
+from transforms.core.tokenizer import Tokenizer, tokenizer_from_bytes
 from transforms.schema import TokenizedDocument
 
 STDLIB = Path(json.__file__).parent.parent
@@ -93,13 +93,18 @@ def run(args: list[str]) -> None:
     assert main(["run", *args]) == 0
 
 
-@pytest.mark.parametrize("fmt_name", ["paper", "codegemma"])
+@pytest.mark.parametrize("fmt_name", ["paper", "codegemma", "starcoder", "qwen2.5-coder"])
 def test_a_tree_of_repositories_comes_back_file_for_file(tmp_path, repos_root, code_model_path, code_model_bytes,
-                                                          fmt_name):
-    """Real code, FIM at rate 0.9: reassembling the records gives back every file of every repository."""
+                                                          family_tokenizer_paths, fmt_name):
+    """Real code, FIM at rate 0.9: reassembling the records gives back every file of every repository, with a
+    SentencePiece model and with the StarCoder and Qwen tokenizer.json files (their own repository pieces)."""
     root, repos = repos_root
     out = tmp_path / "out"
     extra = []
+    if fmt_name in family_tokenizer_paths:
+        code_model_path = str(family_tokenizer_paths[fmt_name])
+        code_model_bytes = family_tokenizer_paths[fmt_name].read_bytes()
+        extra = ["--fim_spm_rate", "0.5"]
     if fmt_name == "codegemma":
         extra = ["--fim_prefix_token", "<fim_prefix>", "--fim_middle_token", "<fim_middle>",
                  "--fim_suffix_token", "<fim_suffix>", "--fim_end_token", "<file_sep>", "--file_sep_token",
@@ -108,7 +113,7 @@ def test_a_tree_of_repositories_comes_back_file_for_file(tmp_path, repos_root, c
          "--context_length", "4096", "--fim_rate", "0.9", "--fim_format", fmt_name, *extra])
     fmt = FORMATS[fmt_name]
     with open(out / "metadata.json") as f:
-        tokenizer = SentencePieceTokenizer(code_model_bytes, dataset_token_names(json.load(f)))
+        tokenizer = tokenizer_from_bytes(code_model_bytes, dataset_token_names(json.load(f)))
     parts, modes, metadata = read_repositories(str(out), tokenizer, fmt)
     check_repositories_intact(parts, repos)
     counts = metadata["counts"]
