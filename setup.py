@@ -50,7 +50,9 @@ setuptools.setup(
                  "transformers==4.57.6", "mistral-common==1.13.1",
                  # Each output format read back by its own ecosystem's reader (tests/test_output_formats.py);
                  # torch 2.13.0 is the CPU build, which megatron-core's readers import.
-                 ARRAY_RECORD, "grain==0.2.18", "datasets==5.0.1", "torch==2.13.0", "megatron-core==0.16.1"],
+                 ARRAY_RECORD, "grain==0.2.18", "datasets==5.0.1", "torch==2.13.0", "megatron-core==0.16.1",
+                 # Beam's DaskRunner on a local dask.distributed cluster (tests/test_second_engine.py).
+                 "dask[distributed]==2026.8.0"],
     },
     entry_points={"console_scripts": ["fimflow=pipeline.cli:main"]},
 )

@@ -44,6 +44,12 @@ class _FlagCollector:
 
     add_value_provider_argument = add_argument
 
+    def add_mutually_exclusive_group(self, **settings):
+        """Groups (Beam's DaskOptions uses one) declare their flags on the collector itself."""
+        return self
+
+    add_argument_group = add_mutually_exclusive_group
+
 
 def _options_classes(cls=PipelineOptions):
     for sub in cls.__subclasses__():
