@@ -343,6 +343,9 @@ def main(argv=None) -> dict:
                         help="Instead: each fimflow run as its own process on 1, 2 and all cores, on a 1x "
                              "(--limit_mb) and a 3x corpus of distinct real text; ratios whole and steady, and "
                              "peak memory at both sizes.")
+    parser.add_argument("--near_dedup", action="store_true",
+                        help="Also run each round with --dedup near right after the --dedup exact run: the time "
+                             "ratio near/exact and the extra bytes it shuffles per input byte.")
     parser.add_argument("--tokenizer", default=defaults.bundled_tokenizer_path())
     parser.add_argument("--context_length", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=1,
@@ -369,8 +372,10 @@ def main(argv=None) -> dict:
         return ["--input", path, "--output", f"{out}/{output}", "--tokenizer", args.tokenizer,
                 "--context_length", str(args.context_length), "--fim_rate", "0.5", *runner, *extra]
 
-    def run_pipeline(path: str, output: str) -> int:
-        return fimflow(["run", *run_args(path, output)])
+    def run_pipeline(path: str, output: str, *more: str) -> int:
+        return fimflow(["run", *run_args(path, output), *more])
+
+    near_rounds = []
 
     rounds = []
     try:
@@ -388,6 +393,14 @@ def main(argv=None) -> dict:
                 rounds.append((raw_seconds / pipeline_seconds, raw_seconds, pipeline_seconds, pipeline_cpu))
                 if code:
                     break
+                if args.near_dedup:
+                    start = time.perf_counter()
+                    if run_pipeline(corpus, f"near{index}", "--dedup", "near"):
+                        raise SystemExit("bench: the --dedup near run failed (its error is above)")
+                    near_seconds = time.perf_counter() - start
+                    with open(f"{out}/near{index}/metadata.json") as f:
+                        near = json.load(f)["dedup"]["near"]
+                    near_rounds.append((near_seconds / pipeline_seconds, near_seconds, near))
             stages = stage_cpu_seconds(plan_run(PipelineOptions(run_args(corpus, "stages"))))
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -410,6 +423,13 @@ def main(argv=None) -> dict:
         "peak_rss_mb": round(memory.peak_bytes / 2**20),
         "progress_cpu_share_bound": f"{progress_cpu_share():.3%}", "exit_code": code,
     }
+    if near_rounds:
+        near_ratio, near_seconds, near = sorted(near_rounds, key=lambda r: r[0])[len(near_rounds) // 2]
+        result.update({
+            "near_dedup_seconds": round(near_seconds, 1), "near_over_exact_time": round(near_ratio, 3),
+            "near_over_exact_times": [round(r[0], 3) for r in near_rounds],
+            "near_shuffled_bytes_per_input_byte": round(near["shuffled_bytes_estimate"] / size, 3),
+            "near_removed_documents": near["removed"], "near_clusters": near["clusters"]})
     for k, v in result.items():
         print(f"{k:24s} {v}")
     return result

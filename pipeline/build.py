@@ -15,6 +15,7 @@ import apache_beam as beam
 
 from pipeline import __version__
 from pipeline.plan import RunPlan
+from transforms.core import minhash
 from transforms.core.fim_format import fim_format
 from transforms.core.splits import TEST, TRAIN, VALIDATION
 from transforms.core.tokenizer import TokenizerHandle
@@ -22,6 +23,7 @@ from transforms.decontaminate import Decontaminate
 from transforms.eval_sets import EvalProblems
 from transforms.fim import ApplyDocumentFim
 from transforms.match import MatchInputs, input_stats
+from transforms.near_dedup import MAX_ROUNDS, RemoveNearDuplicates, WriteDedupLog
 from transforms.read import ReadDocuments
 from transforms.repository import GroupRepositories
 from transforms.schema import EXAMPLE_FEATURES, SPLIT_PREFIX
@@ -32,6 +34,19 @@ from transforms.split import AssignSplits
 from transforms.stats import MergeStats, prefixed
 from transforms.tokenize import TokenizeDocuments
 from transforms.write import WriteEvalSets, WriteMetadata, WriteRejected
+
+
+def near_dedup_settings(plan: RunPlan) -> Optional[dict]:
+    """``metadata.json``'s ``dedup`` settings of a ``--dedup near`` run (its counts come from the run)."""
+    if plan.near_dedup is None:
+        return None
+    threshold, ngram = plan.near_dedup
+    params = minhash.lsh_params(threshold)
+    return {"mode": "near", "unit": "repository part" if plan.repository is not None else "document",
+            "near": {"unit": "document (a repository's file with --group_by repo)", "shingle_words": ngram,
+                     "num_perm": params.num_perm, "bands": params.bands, "rows": params.rows,
+                     "threshold": threshold, "minhash_seed": minhash.MINHASH_SEED,
+                     "max_label_rounds": MAX_ROUNDS, "log": plan.dedup_log}}
 
 
 def static_metadata(plan: RunPlan) -> dict:
@@ -60,8 +75,9 @@ def static_metadata(plan: RunPlan) -> dict:
             "layout": [pieces[role] if role in pieces else role for role in (
                 ["bos"] * ("bos" in pieces) + ["repo_name", "NAME", "file_sep", "PATH\\n", "CODE", "file_sep",
                                               "PATH\\n", "CODE", "...", "eot"])]},
-        "dedup": {"mode": "exact" if plan.dedup else "none",
-                  "unit": "repository part" if plan.repository is not None else "document"},
+        "dedup": near_dedup_settings(plan) or {
+            "mode": "exact" if plan.dedup else "none",
+            "unit": "repository part" if plan.repository is not None else "document"},
         "split_assignment": {
             "validation_fraction": plan.validation_fraction, "test_fraction": plan.test_fraction,
             "by": "repository name" if plan.repository is not None else "document content hash",
@@ -115,6 +131,13 @@ class FimflowPipeline(beam.PTransform):
             documents = clean["documents"]
             rejected.append(clean["rejected"])
             stats.append(clean["stats"])
+        if plan.near_dedup is not None:
+            # Before the split, so a near-copy can never be in another split than its survivor.
+            near = documents | "NearDedup" >> RemoveNearDuplicates(*plan.near_dedup)
+            documents = near["documents"]
+            stats.append(near["stats"])
+            if plan.dedup_log:
+                stats.append((documents, near["removed"]) | "DedupLog" >> WriteDedupLog(plan.dedup_log))
         eval_sets = None
         if plan.heldout_splits:
             assigned = documents | "Split" >> AssignSplits(plan.validation_fraction, plan.test_fraction)

@@ -159,7 +159,16 @@ class FimflowOptions(PipelineOptions):
             help="Length, in whitespace-separated words, of the sequences --decontaminate matches.")
         add("--dedup", choices=DEDUP_MODES, default="exact",
             help="exact: keep one copy of each set of identical documents (repository parts with --group_by "
-                 "repo), counted in metadata.json; none: keep every copy.")
+                 "repo), counted in metadata.json; near: also remove near-duplicates (MinHash + LSH over word "
+                 "5-grams, before the split: one survivor per cluster); none: keep every copy.")
+        add("--near_dedup_threshold", type=float, default=0.7,
+            help="With --dedup near: the estimated Jaccard similarity of word n-grams at which two documents "
+                 "are near-duplicates (BigCode's 0.7); the LSH bands are chosen for it.")
+        add("--near_dedup_ngram", type=int, default=5,
+            help="With --dedup near: words per shingle.")
+        add("--dedup_log", default=None,
+            help="With --dedup near: write one JSON line per removed document, naming its survivor, to this "
+                 "file (local or gs://), sorted by source and position.")
         add("--group_by", choices=GROUPINGS, default="none",
             help="repo: repository-level packing. The files of a repository stay together, in path order, "
                  "as <repo_name>NAME<file_sep>PATH\\nCODE<file_sep>...; FIM cuts inside one file's content. "

@@ -77,6 +77,9 @@ class RunPlan:
     # With --group_by repo: the (repository, path) fields of JSONL and Parquet records.
     repository: Optional[tuple]
     dedup: bool
+    # --dedup near: (threshold, ngram), and where to log what it removed.
+    near_dedup: Optional[tuple]
+    dedup_log: Optional[str]
     # Held-out shares; each held-out copy's name suffix and FIM rate ({"": --fim_rate, "_ar": 0.0}).
     validation_fraction: float
     test_fraction: float
@@ -249,6 +252,9 @@ def plan_run(options: PipelineOptions, pick_local_mode: bool = False, machine: O
     check(o.validation_fraction + o.test_fraction < 1.0,
           "--validation_fraction plus --test_fraction must leave documents for training")
     check(o.decontaminate_ngram >= 1, "--decontaminate_ngram must be at least 1")
+    check(0.0 < o.near_dedup_threshold <= 1.0, f"--near_dedup_threshold={o.near_dedup_threshold} must be in (0, 1]")
+    check(o.near_dedup_ngram >= 1, "--near_dedup_ngram must be at least 1")
+    check(o.dedup_log is None or o.dedup == "near", "--dedup_log needs --dedup near")
     check(len(fmt.orders) > 1 or spm_rate == fmt.spm_rate,
           f"--fim_spm_rate={spm_rate}: the {fmt.name} format has one order only ({fmt.layout_text('spm')})")
     if o.group_by == "repo":
@@ -325,7 +331,9 @@ def plan_run(options: PipelineOptions, pick_local_mode: bool = False, machine: O
         id_field=o.id_field,
         language_field=o.language_field,
         repository=(o.repo_field, o.path_field) if o.group_by == "repo" else None,
-        dedup=o.dedup == "exact",
+        dedup=o.dedup in ("exact", "near"),
+        near_dedup=(o.near_dedup_threshold, o.near_dedup_ngram) if o.dedup == "near" else None,
+        dedup_log=o.dedup_log,
         validation_fraction=o.validation_fraction,
         test_fraction=o.test_fraction,
         heldout_rates=({"": o.fim_rate, AUTOREGRESSIVE_SUFFIX: 0.0} if o.heldout_fim_rate is None

@@ -31,10 +31,14 @@ SUMMARY = [
     ("padding tokens", ("counts", "padding_tokens")), ("padding share", ("measured", "padding_share")),
     ("trimmed tokens", ("counts", "trimmed_tokens")),
     ("records read", ("errors", "records_read")), ("records rejected", ("errors", "records_rejected")),
+    ("identical copies removed", ("dedup", "removed")),
+    ("near-duplicates removed", ("dedup", "near", "removed")), ("near-duplicate clusters", ("dedup", "near", "clusters")),
+    ("near-duplicate text bytes saved", ("dedup", "near", "text_bytes_saved")),
 ]
-HISTOGRAMS = [("Document length", ("measured", "document_tokens_histogram")),
-              ("Fragment length", ("measured", "fragment_tokens_histogram")),
-              ("Middle length (FIM fragments)", ("measured", "middle_tokens_histogram"))]
+HISTOGRAMS = [("Document length, tokens", ("measured", "document_tokens_histogram")),
+              ("Fragment length, tokens", ("measured", "fragment_tokens_histogram")),
+              ("Middle length (FIM fragments), tokens", ("measured", "middle_tokens_histogram")),
+              ("Near-duplicate cluster size, documents", ("dedup", "near", "cluster_size_histogram"))]
 
 
 def lookup(metadata: dict, path: tuple):
@@ -108,7 +112,8 @@ def _figures(metadata: dict) -> list[tuple[str, str]]:
 
     for title, path in HISTOGRAMS:
         bins = _bins(metadata, path)
-        bar(f"{title}, tokens", bins, [lookup(metadata, path + (k,)) for k in bins], xlabel="tokens (at most)")
+        if bins:  # A run without --dedup near has no cluster sizes.
+            bar(title, bins, [lookup(metadata, path + (k,)) for k in bins], xlabel=f"{title.split(', ')[-1]} (at most)")
     fim = metadata["fim"]
     measured = metadata["measured"]
     figure, axes = plt.subplots(figsize=(6.4, 2.8))
@@ -179,7 +184,9 @@ def report_html(output: str, metadata: dict, figures: list, examples_html: list)
     histograms = []
     for title, path in HISTOGRAMS:
         bins = _bins(metadata, path)
-        histograms.append(f"<h3>{html.escape(title)}, tokens</h3><table><tr><th>at most</th>"
+        if not bins:
+            continue
+        histograms.append(f"<h3>{html.escape(title)}</h3><table><tr><th>at most</th>"
                           + "".join(f"<th>{html.escape(k[2:])}</th>" for k in bins) + "</tr><tr><th>count</th>"
                           + "".join(_cell(metadata, path + (k,)) for k in bins) + "</tr></table>")
     options = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>"

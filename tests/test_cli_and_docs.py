@@ -83,6 +83,15 @@ def test_benchmark_runs_on_a_tiny_corpus():
     assert 0 < result["ratio"] and result["raw_tokenizer_mb_s"] > 0 and result["tokenizer_backend"] == "sentencepiece"
 
 
+def test_benchmark_measures_near_dedup_against_exact_dedup_in_the_same_run():
+    from bench import throughput
+
+    result = throughput.main(["--limit_mb", "0.05", "--mode", "in_process", "--context_length", "256",
+                              "--near_dedup"])
+    assert result["exit_code"] == 0 and result["near_over_exact_time"] > 0
+    assert result["near_shuffled_bytes_per_input_byte"] > 1
+
+
 def test_benchmark_measures_a_tokenizer_json_against_tokenizers_own_batch_encoding(family_tokenizer_paths):
     from bench import throughput
 

@@ -61,7 +61,10 @@ SOURCE_PREFIX = "source/"
 FRAGMENT_HISTOGRAM_PREFIX = "fragment_tokens_le_"
 DOCUMENT_HISTOGRAM_PREFIX = "document_tokens_le_"
 MIDDLE_HISTOGRAM_PREFIX = "middle_tokens_le_"
-HISTOGRAM_PREFIXES = (DOCUMENT_HISTOGRAM_PREFIX, FRAGMENT_HISTOGRAM_PREFIX, MIDDLE_HISTOGRAM_PREFIX)
+# Near-duplicate clusters by the least power of two at or above their size.
+CLUSTER_HISTOGRAM_PREFIX = "near_duplicate_cluster_size_le_"
+HISTOGRAM_PREFIXES = (DOCUMENT_HISTOGRAM_PREFIX, FRAGMENT_HISTOGRAM_PREFIX, MIDDLE_HISTOGRAM_PREFIX,
+                      CLUSTER_HISTOGRAM_PREFIX)
 
 
 def histogram_key(prefix: str, n: int) -> str:
@@ -76,7 +79,7 @@ SKIP_REASONS = ("empty_document", "binary_file", "contaminated")
 SPAN_UNITS = ("char", "line", "token")
 FIM_LEVELS = ("context", "document")
 GROUPINGS = ("none", "repo")
-DEDUP_MODES = ("exact", "none")
+DEDUP_MODES = ("exact", "near", "none")
 TRIM_POLICIES = ("paper", "keep_middle")
 
 

@@ -30,7 +30,7 @@ from transforms.files import TEMPORARY_PREFIX, ShardName, write_atomically
 from transforms.core.splits import EXAMPLE_PREFIXES
 from transforms.output_lock import check_lock_holder, release_lock
 from transforms.sinks import DEFAULT_OUTPUT_FORMAT, OUTPUT_FORMATS
-from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, EVAL_TASKS,
+from transforms.schema import (CLUSTER_HISTOGRAM_PREFIX, DOCUMENT_HISTOGRAM_PREFIX, ERRORS_DIR, EVAL_DIR, EVAL_TASKS,
                                FRAGMENT_HISTOGRAM_PREFIX, HISTOGRAM_PREFIXES, INPUT_BYTES, INPUT_FILES,
                                INPUT_FINGERPRINT, METADATA_FILE, MIDDLE_HISTOGRAM_PREFIX, REJECTED_PREFIX,
                                REJECTED_REASON_PREFIX, SKIP_REASONS, SOURCE_PREFIX, SPLIT_PREFIX,
@@ -148,14 +148,32 @@ def _ratio(a: float, b: float) -> float:
     return round(a / b, 6) if b else 0.0
 
 
+def histogram(stats: dict, prefix: str) -> dict:
+    """Counts named ``prefix`` + bound, as ``{"<=bound": count}`` in order of the bounds."""
+    bins = {int(k[len(prefix):]): v for k, v in stats.items() if k.startswith(prefix)}
+    return {f"<={k}": bins[k] for k in sorted(bins)}
+
+
+def dedup_section(static: dict, stats: dict) -> dict:
+    """What the dedup removed: identical copies (in the training split's shuffle) and, with ``--dedup near``,
+    near-duplicate clusters (before the split)."""
+    section = {**static, **{name: stats.get(key, 0) for name, key in (
+        ("removed", "duplicates_removed"), ("text_bytes_saved", "duplicate_text_bytes_removed"),
+        ("tokens_saved", "duplicate_tokens_removed"))}}
+    if static.get("mode") == "near":
+        section["near"] = {**static.get("near", {}), **{name: stats.get(key, 0) for name, key in (
+            ("clusters", "near_duplicate_clusters"), ("removed", "near_duplicates_removed"),
+            ("text_bytes_saved", "near_duplicate_text_bytes_removed"),
+            ("nodes_unconverged", "near_duplicate_nodes_unconverged"),
+            ("shuffled_bytes_estimate", "near_dedup_shuffled_bytes"))},
+            "cluster_size_histogram": histogram(stats, CLUSTER_HISTOGRAM_PREFIX)}
+    return section
+
+
 def summarize(stats: dict) -> dict:
     """The derived measurements metadata.json reports next to the raw counts."""
     fim = stats.get("fim_fragments", 0)
     padding = stats.get("padding_tokens", 0)
-
-    def histogram(prefix: str) -> dict:
-        bins = {int(k[len(prefix):]): v for k, v in stats.items() if k.startswith(prefix)}
-        return {f"<={k}": bins[k] for k in sorted(bins)}
 
     return {
         # Transformed share of what could be: fragments (context level) or documents (document level).
@@ -164,9 +182,9 @@ def summarize(stats: dict) -> dict:
         "spm_share_of_fim": _ratio(stats.get("spm_fragments", 0), fim),
         "padding_share": _ratio(padding, padding + stats.get("example_tokens", 0)),
         # Counts by the least power of two at or above the length, in tokens.
-        "document_tokens_histogram": histogram(DOCUMENT_HISTOGRAM_PREFIX),
-        "fragment_tokens_histogram": histogram(FRAGMENT_HISTOGRAM_PREFIX),
-        "middle_tokens_histogram": histogram(MIDDLE_HISTOGRAM_PREFIX),
+        "document_tokens_histogram": histogram(stats, DOCUMENT_HISTOGRAM_PREFIX),
+        "fragment_tokens_histogram": histogram(stats, FRAGMENT_HISTOGRAM_PREFIX),
+        "middle_tokens_histogram": histogram(stats, MIDDLE_HISTOGRAM_PREFIX),
     }
 
 
@@ -212,12 +230,14 @@ def check_complete(stats: dict, max_error_fraction: float, errors_dir: str, inpu
     documents = stats.get("documents", 0)
     rejected = stats.get("records_rejected", 0)
     in_error = stats.get("records_in_error", 0)
+    # Near-duplicates are removed on purpose before tokenizing (not dead letters: they are no errors).
+    near = stats.get("near_duplicates_removed", 0)
     if records == 0:
         raise DatasetIncompleteError("no documents were read; metadata.json not written")
-    if records != documents + rejected:
+    if records != documents + rejected + near:
         raise DatasetIncompleteError(
-            f"{records} records read but {documents} documents and {rejected} rejected records came out; "
-            "records were lost between stages. metadata.json not written.")
+            f"{records} records read but {documents} documents, {rejected} rejected records and {near} "
+            "near-duplicates removed came out; records were lost between stages. metadata.json not written.")
     if in_error / records > max_error_fraction:
         reasons = {k[len(REJECTED_REASON_PREFIX):]: v for k, v in stats.items()
                    if k.startswith(REJECTED_REASON_PREFIX)}
@@ -281,9 +301,7 @@ def dataset_metadata(static: dict, stats: dict, output_dir: str, shards: list, e
                    "records_in_error": stats.get("records_in_error", 0), "by_reason": reasons,
                    "files": [relative(s.path) for s in error_shards]},
         "sources": sources(stats),
-        "dedup": {**static.get("dedup", {}), **{name: stats.get(key, 0) for name, key in (
-            ("removed", "duplicates_removed"), ("text_bytes_saved", "duplicate_text_bytes_removed"),
-            ("tokens_saved", "duplicate_tokens_removed"))}},
+        "dedup": dedup_section(static.get("dedup", {}), stats),
         "splits": splits(stats, shards, relative, output_formats(static)[0]),
         "decontamination": static.get("decontamination") and {
             **static["decontamination"], "files": {
