@@ -189,8 +189,14 @@ def test_a_record_unaccounted_for_between_stages_fails_the_run():
 
     read = {"input_bytes": 100, "bytes_read": 100, "records_read": 5}
     check_complete({**read, "documents": 4, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
-    with pytest.raises(DatasetIncompleteError, match="5 records read but 3 documents and 1 rejected"):
+    with pytest.raises(DatasetIncompleteError, match="5 records read but 3 documents, 1 rejected records and 0 near"):
         check_complete({**read, "documents": 3, "records_rejected": 1, "records_in_error": 1}, 0.5, "e")
+    # Near-duplicates removed on purpose are accounted for, and only as many as were removed.
+    check_complete({**read, "documents": 3, "records_rejected": 1, "records_in_error": 1,
+                    "near_duplicates_removed": 1}, 0.5, "e")
+    with pytest.raises(DatasetIncompleteError, match="2 documents, 1 rejected records and 1 near"):
+        check_complete({**read, "documents": 2, "records_rejected": 1, "records_in_error": 1,
+                        "near_duplicates_removed": 1}, 0.5, "e")
     # A range or a file that was matched and never read.
     with pytest.raises(DatasetIncompleteError, match="60 of the 100 bytes of the files matched were read"):
         check_complete({**read, "bytes_read": 60, "documents": 4, "records_rejected": 1}, 0.5, "e")
