@@ -154,10 +154,11 @@ class HuggingFaceTokenizer(Tokenizer):
         added = {t["content"]: t for t in spec.get("added_tokens", [])}
         vocab = dict(model["vocab"])
         ids = {**vocab, **{content: t["id"] for content, t in added.items()}}
+        added_ids = {t["id"] for t in added.values()}
         self.vocab_size = max(ids.values()) + 1
         self.special = resolve_special_tokens(
             names, ids, DEFAULT_EOT if DEFAULT_EOT in added else None,
-            lambda i: None if i in {t["id"] for t in added.values()} else "an ordinary text piece",
+            lambda i: None if i in added_ids else "an ordinary text piece",
             [c for c, t in added.items() if t.get("special")])
         by_id = {i: piece for piece, i in ids.items()}
         self.special_pieces = {role: by_id[i] for role, i in self.special.as_dict().items()}
@@ -194,7 +195,8 @@ class HuggingFaceTokenizer(Tokenizer):
                        if split is not None and (normalizer is None or normalizer.get("type") == "NFC")
                        and all(t.get("special") or _added_token_stays_in_words(t) for t in added.values())
                        else ())
-        self._set_word_cache(_BatchEncoder(self.fragment_encoder))
+        self._fragments = _BatchEncoder(self.fragment_encoder)
+        self._set_word_cache(self._fragments)
 
     def encode_documents(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
         """``tokenizers``' own encoding of ``texts`` (special-token text as text); it uses its own threads."""
@@ -208,4 +210,4 @@ class HuggingFaceTokenizer(Tokenizer):
                           dtype=TOKEN_DTYPE)
 
     def _encode_fragment_texts(self, texts: list[str]) -> list[np.ndarray]:
-        return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in _BatchEncoder(self.fragment_encoder).encode(texts)]
+        return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self._fragments.encode(texts)]
