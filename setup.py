@@ -54,5 +54,5 @@ setuptools.setup(
                  # Beam's DaskRunner on a local dask.distributed cluster (tests/test_second_engine.py).
                  "dask[distributed]==2026.8.0"],
     },
-    entry_points={"console_scripts": ["fimflow=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["fimflow=pipeline.cli:console_main"]},
 )

@@ -287,7 +287,7 @@ def scaling(args, extra: list[str]) -> dict:
     """Ratio to the tokenizer library alone at 1, 2 and all cores, whole-process and steady state (between
     a 1x and a 3x corpus of distinct real text), and the peak summed RSS of both runs at all cores."""
     cpus = sorted(os.sched_getaffinity(0))
-    counts = sorted({n for n in (1, 2, len(cpus)) if n <= len(cpus)})
+    counts = sorted({n for n in (args.cores or (1, 2, len(cpus))) if n <= len(cpus)})
     source = distinct_texts(args.input)
     one, one_bytes = take_bytes(source, args.limit_mb * 1e6)
     more, more_bytes = take_bytes(source, 2 * one_bytes)
@@ -316,7 +316,7 @@ def scaling(args, extra: list[str]) -> dict:
             rows.append({
                 "cores": n, "raw_mb_s": round(corpora["3x"][1] / 1e6 / raw3, 2),
                 "fimflow_seconds_1x": round(run1, 1), "fimflow_seconds_3x": round(run3, 1),
-                "whole_ratio_3x": round(raw3 / run3, 3),
+                "whole_ratio_1x": round(raw1 / run1, 3), "whole_ratio_3x": round(raw3 / run3, 3),
                 "steady_ratio": round((raw3 - raw1) / (run3 - run1), 3) if run3 > run1 else None,
                 "peak_rss_mb_1x": round(peak1 / 2**20), "peak_rss_mb_3x": round(peak3 / 2**20),
                 "marginal_rss_bytes_per_input_byte": round((peak3 - peak1) / (corpora["3x"][1] - corpora["1x"][1]),
@@ -333,6 +333,45 @@ def scaling(args, extra: list[str]) -> dict:
     return result
 
 
+# How a crossover run names each local mode on its command line (``default``: fimflow picks).
+CROSSOVER_MODES = {"in_process": ["--direct_running_mode=in_memory"],
+                   "workers": ["--direct_running_mode=multi_processing", "--direct_num_workers=0"], "default": []}
+
+
+def crossover(args, extra: list[str]) -> dict:
+    """Whole-process ratio to the tokenizer library alone on all cores, for each size of ``--crossover``
+    (MB of distinct real text, each the start of the next) and each local mode, every run a process of its
+    own: where one process stops paying and worker processes start, and which the default picks."""
+    cpus = sorted(os.sched_getaffinity(0))
+    source, texts, sizes = distinct_texts(args.input), [], []
+    for mb in sorted(args.crossover):
+        more, _ = take_bytes(source, mb * 1e6 - sum(len(t.encode("utf-8")) for t in texts))
+        texts += more
+        sizes.append((mb, list(texts), sum(len(t.encode("utf-8")) for t in texts)))
+    out = tempfile.mkdtemp(prefix="fimflow-crossover-")
+    rows = []
+    try:
+        tokenizer = planned_tokenizer(write_jsonl(f"{out}/plan.jsonl", texts[:20]), args.tokenizer, extra)
+        pinned_run(["--input", f"{out}/plan.jsonl", "--output", f"{out}/warmup", "--tokenizer", args.tokenizer],
+                   cpus)
+        for mb, corpus, size in sizes:
+            path = write_jsonl(f"{out}/{mb}.jsonl", corpus)
+            row = {"input_mb": round(size / 1e6, 1), "raw_seconds": round(raw_encoding(corpus, tokenizer,
+                                                                                       len(cpus))[0], 2)}
+            for mode, flags in CROSSOVER_MODES.items():
+                seconds, peak, code, _ = pinned_run(
+                    ["--input", path, "--output", f"{out}/out", "--overwrite", "--tokenizer", args.tokenizer,
+                     "--context_length", str(args.context_length), "--fim_rate", "0.5", *flags, *extra], cpus)
+                row[f"{mode}_seconds"] = round(seconds, 2)
+                row[f"{mode}_ratio"] = round(row["raw_seconds"] / seconds, 3) if code == 0 else None
+                row[f"{mode}_peak_rss_mb"] = round(peak / 2**20)
+            rows.append(row)
+            print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"cores": len(cpus), "rows": rows}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", action="append", help="Corpus (default: the Python standard library).")
@@ -343,6 +382,12 @@ def main(argv=None) -> dict:
                         help="Instead: each fimflow run as its own process on 1, 2 and all cores, on a 1x "
                              "(--limit_mb) and a 3x corpus of distinct real text; ratios whole and steady, and "
                              "peak memory at both sizes.")
+    parser.add_argument("--cores", type=lambda v: [int(n) for n in v.split(",")], default=None,
+                        help="With --scaling: the core counts to measure, e.g. 2 or 1,2,16 (default 1, 2 and all).")
+    parser.add_argument("--crossover", type=lambda v: [float(n) for n in v.split(",")], default=None,
+                        help="Instead: for each of these sizes (MB of distinct real text, e.g. 4,8,16,31.5), "
+                             "the whole-process ratio of each local mode (one process, a worker process per "
+                             "core, the default's pick), each run a process of its own on all cores.")
     parser.add_argument("--near_dedup", action="store_true",
                         help="Also run each round with --dedup near right after the --dedup exact run: the time "
                              "ratio near/exact and the extra bytes it shuffles per input byte.")
@@ -354,6 +399,8 @@ def main(argv=None) -> dict:
     args, extra = parser.parse_known_args(argv)
     if args.scaling:
         return scaling(args, extra)
+    if args.crossover:
+        return crossover(args, extra)
     texts = load_corpus(corpus_files(args.input, int(args.limit_mb * 1e6)))
     size = sum(len(t.encode("utf-8")) for t in texts)
     out = tempfile.mkdtemp(prefix="fimflow-bench-")

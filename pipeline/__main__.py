@@ -1,7 +1,5 @@
 """``python -m pipeline`` is the ``fimflow`` command."""
 
-import sys
+from pipeline.cli import console_main
 
-from pipeline.cli import main
-
-sys.exit(main())
+console_main()

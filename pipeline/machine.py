@@ -15,10 +15,12 @@ from typing import Optional
 
 # A local run that names no running mode runs in one process (the in-process runner, tokenizing
 # spread over helper processes) below this much text, and with one SDK worker process per core
-# from it up, where the workers' start-up repays itself. On 2 cores (bench/throughput.py), worker
-# processes took 1.4x longer than one process at 3 MB of code, as long at 15 MB, and 0.7x at
-# 30 MB; on a 16-core machine, 0.72x at 160 MB before the stages after the shuffle were widened.
-LOCAL_WORKERS_MIN_TEXT_BYTES = 16 << 20
+# from it up, where the workers' start-up repays itself. On 2 cores, each run a process of its own
+# (python -m bench.throughput --crossover 8,16,24,31.5,47), one process took 0.77x the time of 2
+# worker processes at 8 MB of distinct code, 0.80x at 16 MB, 0.88x at 24, 0.92x at 31.5 and 1.04x
+# at 47 MB, with half their peak memory (402 MB against 862 MB at 31.5 MB); at 94.6 MB the workers
+# were faster. On a 16-core machine, 0.72x at 160 MB before the stages after the shuffle were widened.
+LOCAL_WORKERS_MIN_TEXT_BYTES = 48 << 20
 # Peak RSS summed over a local run's processes, rounded up from bench/throughput.py --scaling (with
 # pipeline.memory's malloc settings): a fixed part, a part per SDK worker process or tokenizer helper
 # (each holds a model, word caches and one shard's data), and a part per byte of text (the shuffle's

@@ -56,3 +56,48 @@ def test_beams_decompressing_reader_still_exposes_whether_the_stream_ended(tmp_p
                 beam_workarounds.check_decompressed_to_the_end(f)
         else:
             beam_workarounds.check_decompressed_to_the_end(f)
+
+
+def test_a_local_run_with_worker_processes_runs_them_as_fimflow_local_workers(tmp_path, caplog):
+    """The FnApiRunner must keep taking the environment it is given for ``in_memory`` with N workers
+    (``pipeline.cli.local_runner_for``): else every local run with workers would quietly go back to
+    Beam's own worker, whose interpreter teardown the run waits for, one worker after the other."""
+    import os
+    import types
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    from pipeline.cli import local_runner_for
+
+    options = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    runner = local_runner_for(options, types.SimpleNamespace(local_workers=2))
+    assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    out = tmp_path / "seen"
+
+    def where(_):
+        with open("/proc/self/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").decode()
+        return f"{os.getpid()} {command}"
+
+    with caplog.at_level("WARNING"):
+        with beam.Pipeline(runner=runner, options=options) as p:
+            _ = (p | beam.Create(range(64)) | beam.Reshuffle() | beam.Map(where)
+                 | beam.io.WriteToText(str(out), shard_name_template=""))
+    seen = set(out.read_text().splitlines())
+    assert seen and all("from pipeline.local_worker import main; main()" in line for line in seen), seen
+    assert str(os.getpid()) not in {line.split()[0] for line in seen}
+    assert not [r for r in caplog.records if beam_workarounds._IN_MEMORY_WORKERS_WARNING in r.getMessage()]
+
+
+def test_a_run_that_names_one_process_keeps_beams_own_runner_setup():
+    import types
+
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    from pipeline.cli import local_runner_for
+
+    options = PipelineOptions(["--direct_running_mode=in_memory"])
+    local_runner_for(options, types.SimpleNamespace(local_workers=0))
+    assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    assert options.view_as(DirectOptions).direct_num_workers == 1

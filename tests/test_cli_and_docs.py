@@ -75,6 +75,27 @@ def test_python_dash_m_pipeline_is_the_fimflow_command():
     assert "--context_length=2 is too small" in result.stderr
 
 
+def test_the_fimflow_command_exits_at_once_with_its_output_flushed(tmp_path, code_model_path):
+    """``console_main`` ends with ``os._exit``: what was printed to a pipe must still arrive, and the code
+    must be main's. A run through the installed ``fimflow`` script, so the entry point is checked too; with
+    stdout block-buffered, as it is for a pipe unless PYTHONUNBUFFERED says otherwise."""
+    import os
+
+    script = Path(sys.executable).with_name("fimflow")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text("".join(json.dumps({"content": f"def f{i}(x):\n    return x + {i}\n"}) + "\n"
+                              for i in range(40)))
+    result = subprocess.run([str(script), "run", "--input", str(corpus), "--output", str(tmp_path / "out"),
+                             "--tokenizer", str(code_model_path), "--context_length", "64", "--quiet"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("documents      40 (0 records rejected)") and "\ntime " in result.stdout
+    assert (tmp_path / "out" / "metadata.json").exists()
+    helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: fimflow")
+
+
 def test_benchmark_runs_on_a_tiny_corpus():
     from bench import throughput
 
@@ -111,6 +132,23 @@ def test_the_scaling_benchmark_runs_on_a_tiny_corpus():
     assert [row["cores"] for row in result["rows"]] == sorted({n for n in (1, 2, cores) if n <= cores})
     for row in result["rows"]:
         assert row["exit_codes"] == [0, 0] and row["peak_rss_mb_3x"] > 0 and row["whole_ratio_3x"] > 0
+        assert row["whole_ratio_1x"] > 0
+    only = throughput.main(["--scaling", "--limit_mb", "0.1", "--context_length", "256", "--cores", "1"])
+    assert [row["cores"] for row in only["rows"]] == [1]
+
+
+@pytest.mark.slow
+def test_the_crossover_benchmark_measures_every_local_mode_at_each_size():
+    from bench import throughput
+
+    result = throughput.main(["--crossover", "0.3,0.05", "--context_length", "256"])
+    sizes = [row["input_mb"] for row in result["rows"]]
+    assert len(sizes) == 2 and 0 < sizes[0] < sizes[1]
+    for row in result["rows"]:
+        for mode in throughput.CROSSOVER_MODES:
+            assert row[f"{mode}_ratio"] > 0 and row[f"{mode}_peak_rss_mb"] > 0
+    # One process, and a worker process per core beside the launcher.
+    assert all(row["workers_peak_rss_mb"] > row["in_process_peak_rss_mb"] for row in result["rows"])
 
 
 def test_run_needs_no_tensorflow(tmp_path, code_model_path):
