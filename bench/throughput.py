@@ -343,11 +343,11 @@ def crossover(args, extra: list[str]) -> dict:
     (MB of distinct real text, each the start of the next) and each local mode, every run a process of its
     own: where one process stops paying and worker processes start, and which the default picks."""
     cpus = sorted(os.sched_getaffinity(0))
-    source, texts, sizes = distinct_texts(args.input), [], []
+    source, texts, total, sizes = distinct_texts(args.input), [], 0, []
     for mb in sorted(args.crossover):
-        more, _ = take_bytes(source, mb * 1e6 - sum(len(t.encode("utf-8")) for t in texts))
-        texts += more
-        sizes.append((mb, list(texts), sum(len(t.encode("utf-8")) for t in texts)))
+        more, size = take_bytes(source, mb * 1e6 - total)
+        texts, total = texts + more, total + size
+        sizes.append((mb, texts, total))
     out = tempfile.mkdtemp(prefix="fimflow-crossover-")
     rows = []
     try:

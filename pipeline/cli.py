@@ -401,7 +401,7 @@ def console_main() -> None:
     At once (``os._exit``), once logging and stdout are flushed: by then every
     file is written and closed, and what the interpreter would still do is
     tear down the modules of Beam, pandas, gRPC and the run's objects, about
-    0.4 s on 2 cores (``bench/throughput.py``), a tenth of a 30 MB build's
+    0.4 s on 2 cores (docs/throughput.md), a tenth of a 30 MB build's
     fixed cost. Callers of ``main`` from Python keep a normal exit.
     """
     import os
