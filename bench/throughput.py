@@ -52,14 +52,13 @@ from pipeline import defaults
 from pipeline.cli import main as fimflow
 from pipeline.machine import available_cores
 from pipeline.plan import RunPlan, plan_run, resolve_inputs
-from transforms.core.fim import fim_chunk
-from transforms.core.packing import pack_bucket
 from transforms.core.records import example_record
+from transforms.core.shard_content import ShardContent
 from transforms.core.tokenizer import Tokenizer, TokenizerHandle
 from transforms.read import ReadRangeStep, RecordReader, split_ranges
 from transforms.schema import Document, InputSelection
 from transforms.shuffle import keyed_by_bucket, sorted_bucket
-from transforms.tokenize import MAX_ENCODE_CHARS, TokenizeBatchStep
+from transforms.tokenize import BATCH_CHARS, MAX_ENCODE_CHARS, TokenizeBatchStep
 
 
 def corpus_files(patterns, limit_bytes):
@@ -85,6 +84,19 @@ def raw_encoding(texts: list[str], tokenizer: Tokenizer, threads: int) -> tuple[
     return time.perf_counter() - start, sum(map(len, encoded))
 
 
+def batched(docs: list[Document], chars: int) -> Iterator[list[Document]]:
+    """``docs`` in consecutive batches of about ``chars`` of text, as the pipeline batches them."""
+    batch, size = [], 0
+    for doc in docs:
+        if batch and size + len(doc.text) > chars:
+            yield batch
+            batch, size = [], 0
+        batch.append(doc)
+        size += len(doc.text)
+    if batch:
+        yield batch
+
+
 def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -95,9 +107,9 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
     """CPU seconds of each stage's own step over the planned run, in one thread of one process, no runner.
 
     Reading and tokenizing run the very step objects the pipeline's DoFns
-    run; after the shuffle, the functions ``transforms.shards.ShardStep``
-    calls (packing, FIM, serializing), with the plan's buckets, so the split
-    cannot drift from the pipeline.
+    run; after the shuffle, the ``transforms.core.shard_content.ShardContent``
+    a shard step makes its shards with (packing, FIM, serializing), with the
+    plan's buckets, so the split cannot drift from the pipeline.
     """
     times: dict = {}
     stats: Counter = Counter()
@@ -115,11 +127,17 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
                                   for d in read(part, stats) if isinstance(d, Document)])
     tokenize = TokenizeBatchStep(handle, available_cores(), 1, MAX_ENCODE_CHARS)
     tokenize.setup()
+
+    def tokenize_all():
+        tokenize.start_bundle()
+        return [t for batch in batched(docs, BATCH_CHARS) for t in tokenize(batch, stats)] + \
+            list(tokenize.finish_bundle(stats))
+
     try:
-        tokenized = timed("tokenize", lambda: [t for start in range(0, len(docs), 64)
-                                               for t in tokenize(docs[start:start + 64], stats)])
+        tokenized = timed("tokenize", tokenize_all)
     finally:
         tokenize.teardown()
+    content = ShardContent(plan.seed, (plan.fim,), plan.tokenizer.special.eot)
 
     def shuffle_and_pack():
         buckets: dict = {}
@@ -127,12 +145,11 @@ def stage_cpu_seconds(plan: RunPlan) -> dict:
             bucket, keyed = keyed_by_bucket(doc, plan.seed, plan.num_shards)
             buckets.setdefault(bucket, []).append(keyed)
         return [c for b in sorted(buckets)
-                for c in pack_bucket(b, sorted_bucket(buckets[b], plan.seed, plan.dedup, stats),
-                                     plan.fim.context_length, plan.tokenizer.special.eot)]
+                for c in content.chunks(b, sorted_bucket(buckets[b], plan.seed, plan.dedup, stats))]
 
     chunks = timed("shuffle_and_pack", shuffle_and_pack)
     tokenizer = handle.acquire()
-    examples = timed("fim", lambda: [fim_chunk(c, plan.seed, plan.fim, tokenizer)[0] for c in chunks])
+    examples = timed("fim", lambda: list(content.examples(tokenizer, chunks, plan.fim, Counter())))
     records = timed("serialize", lambda: [example_record(e) for e in examples])
     times["output_bytes"] = sum(map(len, records))
     return times

@@ -201,6 +201,6 @@ class FimflowPipeline(beam.PTransform):
         reserve = plan.repository_reserve if plan.repository is not None else 0
         written = shuffled["buckets"] | f"{label}Shards" >> WriteShards(
             plan.output, num_shards, plan.seed, copies, tokenizer, plan.tokenizer.special.eot, reserve, prefix,
-            plan.output_formats)
+            plan.output_formats, plan.tokenizer_processes)
         stats.append(written["stats"])
         return [written["shards"]], stats

@@ -119,8 +119,9 @@ class FimflowOptions(PipelineOptions):
                  "where the tokenizer's vocabulary proves it exact; false encodes every text whole "
                  "(the reference: same bytes, slower).")
         add("--tokenizer_processes", type=int, default=0,
-            help="Processes that share each batch of documents to encode (0: every core for the "
-                 "in-process DirectRunner, else 1, since other runners already run one worker per core).")
+            help="Processes that encode batches of documents and make shards' records, the runner's own and "
+                 "helpers (0: every core for the in-process DirectRunner, else 1, since other runners "
+                 "already run one worker per core).")
         add("--tokenizer_threads", type=int, default=0,
             help="SentencePiece threads per batch in each of those processes (0: the cores left per "
                  "process for the in-process DirectRunner, else 1).")

@@ -13,13 +13,18 @@ import dataclasses
 import os
 from typing import Optional
 
-# A local run that names no running mode runs in one process (the in-process runner, tokenizing
-# spread over helper processes) below this much text, and with one SDK worker process per core
-# from it up, where the workers' start-up repays itself. On 2 cores, each run a process of its own
-# (python -m bench.throughput --crossover 8,16,24,31.5,47), one process took 0.77x the time of 2
-# worker processes at 8 MB of distinct code, 0.80x at 16 MB, 0.88x at 24, 0.92x at 31.5 and 1.04x
-# at 47 MB, with half their peak memory (402 MB against 862 MB at 31.5 MB); at 94.6 MB the workers
-# were faster. On a 16-core machine, 0.72x at 160 MB before the stages after the shuffle were widened.
+# A local run that names no running mode runs in one process (the in-process runner, its tokenizing
+# and shard making spread over helper processes, transforms.core.tokenizer_pool) on a machine of up
+# to LOCAL_ONE_PROCESS_MAX_CORES cores, whatever its size, and elsewhere below
+# LOCAL_WORKERS_MIN_TEXT_BYTES of text; from there up, with one SDK worker process per core. On
+# 2 cores (python -m bench.throughput --crossover 8,47,94.6,189, each run a process of its own), one
+# process took 0.66x the time of 2 worker processes at 8 MB of distinct code, 0.85x at 47 MB, 0.90x
+# at 94.8 MB and 0.86x at 189 MB, with about half their peak memory (540 MB against 1037 MB at
+# 189 MB). In one process the runner's own work and the transfers to and from the helpers hold one
+# core (about a fifth of the work at 94.6 MB on 2 cores), so more cores than that cannot all be used:
+# on more cores the crossover measured before the helpers made shards (2 cores, 47 MB) stands until
+# measured there.
+LOCAL_ONE_PROCESS_MAX_CORES = 2
 LOCAL_WORKERS_MIN_TEXT_BYTES = 48 << 20
 # Peak RSS summed over a local run's processes, rounded up from bench/throughput.py --scaling (with
 # pipeline.memory's malloc settings): a fixed part, a part per SDK worker process or tokenizer helper
@@ -56,9 +61,10 @@ class Machine:
 
     def local_workers(self, text_bytes: int) -> int:
         """SDK worker processes for a local run that names no running mode: one per core, as many as the
-        memory holds, from ``LOCAL_WORKERS_MIN_TEXT_BYTES`` of text up; 0 (one process) otherwise or
-        where fewer than two would fit."""
-        wanted = self.cores if text_bytes >= LOCAL_WORKERS_MIN_TEXT_BYTES else 0
+        memory holds, from ``LOCAL_WORKERS_MIN_TEXT_BYTES`` of text up on more than
+        ``LOCAL_ONE_PROCESS_MAX_CORES`` cores; 0 (one process) otherwise or where fewer than two would fit."""
+        many_cores = self.cores > LOCAL_ONE_PROCESS_MAX_CORES
+        wanted = self.cores if many_cores and text_bytes >= LOCAL_WORKERS_MIN_TEXT_BYTES else 0
         workers = self.processes_that_fit(text_bytes, wanted)
         return workers if workers >= 2 else 0
 

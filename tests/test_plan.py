@@ -9,8 +9,8 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipeline import cli
 from pipeline.flags import UsageError
-from pipeline.machine import (LOCAL_BASE_MEMORY_BYTES, LOCAL_WORKERS_MIN_TEXT_BYTES, Machine, available_cores,
-                              available_memory, local_memory_need)
+from pipeline.machine import (LOCAL_BASE_MEMORY_BYTES, LOCAL_ONE_PROCESS_MAX_CORES, LOCAL_WORKERS_MIN_TEXT_BYTES,
+                              Machine, available_cores, available_memory, local_memory_need)
 from pipeline.plan import plan_run
 
 
@@ -64,6 +64,9 @@ def test_a_local_run_picks_its_mode_from_cores_size_and_memory(corpus, code_mode
     assert workers(big, Machine(16, local_memory_need(size, 5) + 1)) == 5
     assert workers(big, Machine(16, local_memory_need(size, 1))) == 0
     assert workers(big, Machine(1)) == 0
+    # Up to LOCAL_ONE_PROCESS_MAX_CORES cores one process is faster at every size measured.
+    assert workers(big, Machine(LOCAL_ONE_PROCESS_MAX_CORES)) == 0
+    assert workers(big, Machine(LOCAL_ONE_PROCESS_MAX_CORES + 1)) == LOCAL_ONE_PROCESS_MAX_CORES + 1
     # A mode the command line names is what runs, and fimflow adds nothing for the runner.
     named = _plan(big, code_model_path, "--direct_running_mode=in_memory", machine=Machine(16), pick=False)
     assert named.local_workers == 0 and named.runner_flags == ()

@@ -58,12 +58,15 @@ def test_read_documents_from_jsonl_gz_parquet_and_source_files(tmp_path):
         ]), label="rejected")
 
 
-def test_tokenize_documents_matches_the_document_encoder(code_model_path, code_tokenizer):
+@pytest.mark.parametrize("num_processes", [1, 3], ids=["one process", "two helpers"])
+def test_tokenize_documents_matches_the_document_encoder(code_model_path, code_tokenizer, num_processes):
     texts = ["def f():\n    return 1\n", "日本語 <fim_middle>", "x"]
     expected = [(content_hash(t), tuple(code_tokenizer.encode_documents([t])[0])) for t in texts]
     with TestPipeline() as p:
+        # Batches of one document, so with helpers some come back after their call, at the bundle's end.
         out = (p | beam.Create([identified(Document("s", i, t)) for i, t in enumerate(texts)])
-               | TokenizeDocuments(TokenizerHandle(code_model_path, SpecialTokenNames())))
+               | TokenizeDocuments(TokenizerHandle(code_model_path, SpecialTokenNames()),
+                                   num_processes=num_processes, batch_chars=1))
         ids = out["documents"] | beam.Map(lambda d: (d.content_hash, tuple(d.ids.tolist())))
         assert_that(ids, equal_to(expected), label="ids")
         tokens, chars = sum(len(e[1]) for e in expected), sum(map(len, texts))
@@ -138,8 +141,9 @@ def test_pack_bucket_cuts_exact_lengths_and_keeps_the_partial_tail():
     assert [c.index for c in chunks] == list(range(len(chunks))) and {c.bucket for c in chunks} == {4}
 
 
+@pytest.mark.parametrize("num_processes", [1, 3], ids=["one process", "two helpers"])
 def test_write_shards_writes_each_bucket_as_its_own_shard_of_every_copy(tmp_path, code_model_path,
-                                                                       code_tokenizer):
+                                                                       code_tokenizer, num_processes):
     import tensorflow as tf
 
     texts = stdlib_sources(60_000)
@@ -152,7 +156,7 @@ def test_write_shards_writes_each_bucket_as_its_own_shard_of_every_copy(tmp_path
     with TestPipeline() as p:
         out = (p | beam.Create(buckets)
                | WriteShards(str(tmp_path), 3, 5, copies, TokenizerHandle(code_model_path, SpecialTokenNames()),
-                             eot))
+                             eot, num_processes=num_processes))
         assert_that(out["shards"] | beam.Map(lambda s: (s.path.rsplit("/", 1)[1], s.records)), equal_to(
             [(f"{prefix}-{b:05d}-of-00003.tfrecord", len(chunks[b])) for prefix in ("train", "fim")
              for b in range(3)]), label="shards")
@@ -178,6 +182,36 @@ def test_write_shards_writes_each_bucket_as_its_own_shard_of_every_copy(tmp_path
         assert len(fim) == len(plain) and all(len(ids) == 64 for ids, _ in fim)
         assert any(not np.array_equal(a[0], c[0]) for a, c in zip(fim, plain)) or not plain
     assert len(chunks[0]) > 4 and not chunks[2]
+
+
+@pytest.mark.parametrize("formats", [("tfrecord", "array_record"), ("parquet", "megatron", "tfrecord")],
+                         ids=["records made by helpers", "arrays made in place"])
+def test_shards_made_by_helpers_are_the_bytes_and_counts_made_in_place(tmp_path, code_model_path, code_tokenizer,
+                                                                       formats):
+    """Two copies: with only formats of serialized examples, shards come from the helpers' records; with
+    any format of arrays, they are made where they are written. Both must be what one process makes."""
+    texts = stdlib_sources(80_000, seed=3)
+    eot = code_tokenizer.special.eot
+    docs = [TokenizedDocument(content_hash(t), np.array(ids, dtype=np.uint16))
+            for t, ids in zip(texts, code_tokenizer.encode_documents(texts))]
+    buckets = [(b, docs[b::4]) for b in range(4)]
+    copies = (ShardCopy("train", FimConfig(64, rate=0.5)), ShardCopy("fim", FimConfig(64, rate=0.9), "fim/"))
+    stats = {}
+    for num_processes in (1, 3):
+        out_dir = tmp_path / str(num_processes)
+        out_dir.mkdir()
+        with TestPipeline() as p:
+            out = (p | beam.Create(buckets)
+                   | WriteShards(str(out_dir), 4, 7, copies, TokenizerHandle(code_model_path, SpecialTokenNames()),
+                                 eot, formats=formats, num_processes=num_processes))
+            stats_path = str(tmp_path / f"stats-{num_processes}.json")
+            _ = (out["stats"],) | MergeStats() | beam.Map(lambda s, path=stats_path: open(path, "w").write(json.dumps(s)))
+        stats[num_processes] = json.loads((tmp_path / f"stats-{num_processes}.json").read_text())
+    files = sorted(p.name for p in (tmp_path / "1").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "3").iterdir()) and len(files) >= 4 * 2 * len(formats)
+    for name in files:
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "3" / name).read_bytes(), name
+    assert stats[1] == stats[3] and stats[1]["fim/fim_fragments"] > 0
 
 
 def test_the_whole_pipeline_is_one_composite_and_its_counts_are_beam_counters(tmp_path, jsonl_corpus,

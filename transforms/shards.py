@@ -13,16 +13,15 @@ held beside the others or moved through a second shuffle, which a local
 runner would keep in memory whole (serialized examples are about 1.4 bytes
 per byte of input text, and Beam's in-memory grouping holds them twice).
 Only the bucket in hand is in memory: its documents, its chunks and the
-record being written. So the bucket is the unit of parallel work after the
-shuffle, and the number of buckets is the number of shards
+record being written (with helper processes, the records of the few buckets
+handed to them, see ``ShardStep``). So the bucket is the unit of parallel
+work after the shuffle, and the number of buckets is the number of shards
 (``pipeline.plan.default_num_shards``).
 
-Inside a shard, the chunks come in the order of a keyed hash of (seed,
-bucket, index) (``transforms.core.hashing.shard_key``), so a document cut
-across two chunks does not land in consecutive records. Each chunk's FIM is
-seeded by the same identity, so no byte depends on the runner, on the worker
-that wrote the shard or on a retry; a retried bundle writes its files again
-under new temporary names and renames them over the same final ones.
+What a shard holds, in which order, is ``transforms.core.shard_content``'s:
+no byte depends on the runner, on the process that made it or on a retry; a
+retried bundle writes its files again under new temporary names and renames
+them over the same final ones.
 """
 
 from __future__ import annotations
@@ -33,11 +32,10 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.core.fim import fim_chunk
-from transforms.core.hashing import shard_key
-from transforms.core.packing import pack_bucket
 from transforms.core.records import example_record
+from transforms.core.shard_content import ShardContent
 from transforms.core.tokenizer import TokenizerHandle
+from transforms.core.tokenizer_pool import release_pool, shared_pool
 from transforms.files import AtomicFiles, ShardName
 from transforms.schema import FimConfig, ShardInfo, Stats, TokenizedDocument
 from transforms.sinks import DEFAULT_OUTPUT_FORMAT, SinkLayout, output_sink
@@ -53,51 +51,94 @@ class ShardCopy(NamedTuple):
     stats_prefix: str = ""
 
 
+# A bucket of more tokens than this is made where it is written, streaming: handed to a helper process,
+# its records (about 5 bytes a token) would be held whole, in both processes.
+MAX_HANDED_OVER_TOKENS = 1 << 22
+
+
 class ShardStep:
-    """``(bucket, documents)`` -> ``ShardInfo`` per copy and format: the bucket's shard files, written."""
+    """``(bucket, documents)`` -> ``ShardInfo`` per copy and format: the bucket's shard files, written.
+
+    With helper processes (``num_processes > 1``, a runner in one process), a
+    bucket's records are made by a helper while this process goes on, and its
+    files are written when they come back, at the latest at the end of the
+    bundle; only where every output format takes serialized examples (the
+    others take arrays, several times larger) and the bucket is small
+    enough. Otherwise each record is written as it is made.
+    """
 
     def __init__(self, output_dir: str, num_shards: int, seed: int, copies: tuple[ShardCopy, ...],
                  tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = "",
-                 formats: tuple[str, ...] = (DEFAULT_OUTPUT_FORMAT,)):
+                 formats: tuple[str, ...] = (DEFAULT_OUTPUT_FORMAT,), num_processes: int = 1):
         self._sinks = tuple(output_sink(name) for name in formats)
         self._output_dir = output_dir
         self._num_shards = num_shards
-        self._seed = seed
         self._copies = copies
+        self._content = ShardContent(seed, tuple(copy.fim for copy in copies), eot, keep_whole_reserve)
         self._tokenizer_handle = tokenizer
-        self._eot = eot
-        self._keep_whole_reserve = keep_whole_reserve
         self._stats_prefix = stats_prefix
+        self._num_processes = num_processes
+        self._pool = None
+        self._jobs = None
 
     def setup(self):
         self._tokenizer = self._tokenizer_handle.acquire()
+        self._layout = SinkLayout(self._copies[0].fim.context_length, self._tokenizer.vocab_size)
+        self._pool = shared_pool(self._tokenizer_handle.identity, self._tokenizer, self._num_processes)
+        self._hand_over = self._pool.helpers > 0 and all(sink.holds_examples for sink in self._sinks)
+
+    def teardown(self):
+        if self._pool is not None:
+            release_pool(self._pool)
+            self._pool = None
+
+    def start_bundle(self):
+        if self._jobs is not None:  # A failed bundle's: its shards are not wanted any more.
+            self._jobs.cancel()
+        self._jobs = self._pool.jobs()
 
     def __call__(self, bucket_and_documents: tuple[int, list[TokenizedDocument]], stats: Stats):
         bucket, documents = bucket_and_documents
-        # Packing needs only the context length, which every copy shares.
-        chunks = list(pack_bucket(bucket, documents, self._copies[0].fim.context_length, self._eot,
-                                  self._keep_whole_reserve))
-        stats.update(prefixed(Counter(chunks=len(chunks)), self._stats_prefix))
-        order = sorted(range(len(chunks)), key=lambda index: shard_key(self._seed, bucket, index))
-        layout = SinkLayout(self._copies[0].fim.context_length, self._tokenizer.vocab_size)
+        documents = list(documents)
+        if self._hand_over and sum(len(d.ids) for d in documents) <= MAX_HANDED_OVER_TOKENS:
+            self._jobs.submit(bucket, self._content, bucket, documents)
+            return self._written(self._jobs.completed(), stats)
+        return self._write(bucket, self._content.chunks(bucket, documents), stats)
+
+    def finish_bundle(self, stats: Stats):
+        return self._written(self._jobs.drain(), stats)
+
+    def _written(self, made, stats: Stats):
+        for bucket, (chunk_count, copies) in made:
+            yield from self._write_files(bucket, chunk_count, [((None, record) for record in records)
+                                                               for records, _ in copies],
+                                         [counts for _, counts in copies], stats)
+
+    def _write(self, bucket: int, chunks: list, stats: Stats):
         serialize = any(sink.holds_examples for sink in self._sinks)
-        for copy in self._copies:
-            counts: Stats = Counter()
+        counts = [Counter() for _ in self._copies]
+        examples = [((example, example_record(example) if serialize else None)
+                     for example in self._content.examples(self._tokenizer, chunks, copy.fim, copy_counts))
+                    for copy, copy_counts in zip(self._copies, counts)]
+        return self._write_files(bucket, len(chunks), examples, counts, stats)
+
+    def _write_files(self, bucket: int, chunk_count: int, examples, counts: list[Stats], stats: Stats):
+        """Writes each copy's ``(example, record)`` pairs (an iterable per copy, made as it is read) and adds
+        its ``counts``, complete once its pairs are read, to ``stats``."""
+        stats.update(prefixed(Counter(chunks=chunk_count), self._stats_prefix))
+        for copy, pairs, copy_counts in zip(self._copies, examples, counts):
             name = ShardName(FileSystems.join(self._output_dir, copy.prefix), bucket, self._num_shards, "")
             with AtomicFiles() as files:
-                sinks = [sink(files, name, layout) for sink in self._sinks]
-                for index in order:
-                    example, example_counts = fim_chunk(chunks[index], self._seed, copy.fim, self._tokenizer)
-                    counts.update(example_counts)
-                    record = example_record(example) if serialize else None
+                sinks = [sink(files, name, self._layout) for sink in self._sinks]
+                for example, record in pairs:
                     for sink in sinks:
                         sink.write(example, record)
                 for sink in sinks:
                     sink.close()
                 files.commit()
-            stats.update(prefixed(counts, copy.stats_prefix))
+            stats.update(prefixed(copy_counts, copy.stats_prefix))
             for sink in self._sinks:
-                yield ShardInfo(str(name.with_suffix(sink.suffixes[0])), len(order), sink.name)
+                yield ShardInfo(str(name.with_suffix(sink.suffixes[0])), chunk_count, sink.name)
 
 
 class WriteShards(beam.PTransform):
@@ -107,15 +148,16 @@ class WriteShards(beam.PTransform):
     (``ShuffleDocuments`` sees to it), so every shard exists and readers can
     rely on ``-of-NNNNN``. ``keep_whole_reserve``: see ``transforms.core.packing``.
     ``stats_prefix``: put before the packing counts (a held-out split's). ``formats``: the output
-    formats (``transforms.sinks.OUTPUT_FORMATS``) each shard is written in.
+    formats (``transforms.sinks.OUTPUT_FORMATS``) each shard is written in. ``num_processes``: as
+    ``TokenizeDocuments``'s, whose helper processes it shares.
     """
 
     def __init__(self, output_dir: str, num_shards: int, seed: int, copies: tuple[ShardCopy, ...],
                  tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = "",
-                 formats: tuple[str, ...] = (DEFAULT_OUTPUT_FORMAT,)):
+                 formats: tuple[str, ...] = (DEFAULT_OUTPUT_FORMAT,), num_processes: int = 1):
         super().__init__()
         self._step = ShardStep(output_dir, num_shards, seed, copies, tokenizer, eot, keep_whole_reserve,
-                               stats_prefix, formats)
+                               stats_prefix, formats, num_processes)
 
     def expand(self, buckets):
         return buckets | "PackFimWrite" >> StepWithStats("shards", self._step, "shards", output_type=ShardInfo)

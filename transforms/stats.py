@@ -2,7 +2,10 @@
 
 A *step* is a picklable object with ``__call__(element, stats)`` that yields
 outputs and adds counts to ``stats`` (a ``Counter``), and optionally
-``setup()``/``teardown()`` for heavy objects such as a tokenizer.
+``setup()``/``teardown()`` for heavy objects such as a tokenizer, and
+``start_bundle()``/``finish_bundle(stats)`` for a step that hands work to
+other processes and yields what they made later: ``finish_bundle`` yields the
+bundle's outputs still held back (``transforms.core.tokenizer_pool``).
 ``StepWithStats`` runs it in a DoFn: outputs go to the main output (or, by
 type, to tagged outputs), and each bundle's counts are emitted once, at the
 end of the bundle, both as a ``Stats`` element on the ``stats`` output (what
@@ -87,15 +90,25 @@ class _StepFn(beam.DoFn):
         self._stats = Counter()
         if self._progress:
             self._progress.start()
+        if hasattr(self._step, "start_bundle"):
+            self._step.start_bundle()
+
+    def _to_output(self, output, value):
+        """``value`` (``output``, or it in a window) on the output ``output``'s type goes to."""
+        tag = self._tagged.get(type(output))
+        return value if tag is None else beam.pvalue.TaggedOutput(tag, value)
 
     def process(self, element):
         for output in self._step(element, self._stats):
-            tag = self._tagged.get(type(output))
-            yield output if tag is None else beam.pvalue.TaggedOutput(tag, output)
+            yield self._to_output(output, output)
         if self._progress:
             self._progress.write(self._stats)
 
     def finish_bundle(self):
+        if hasattr(self._step, "finish_bundle"):
+            # Outside ``process`` an output needs its window: every collection here is in the global one.
+            for output in self._step.finish_bundle(self._stats):
+                yield self._to_output(output, GlobalWindows.windowed_value(output))
         stats = {name: value for name, value in self._stats.items() if value}
         if self._progress and stats:
             self._progress.write(stats, final=True)

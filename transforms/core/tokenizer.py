@@ -288,6 +288,14 @@ class Tokenizer(abc.ABC):
             return self.word_cache.encode([self._cached_form(t, True) if t else t for t in texts], num_threads)
         return [np.asarray(ids, dtype=TOKEN_DTYPE) for ids in self.encode_documents(texts, num_threads)]
 
+    def encode_batch(self, texts: list[str], piece_chars: int, dtype=TOKEN_DTYPE,
+                     num_threads: int = 1) -> list[np.ndarray]:
+        """``encode_documents_fast`` of every text as ``dtype`` arrays, those longer than ``piece_chars``
+        encoded in pieces (``encode_long_document``); in order."""
+        short = iter(self.encode_documents_fast([t for t in texts if len(t) <= piece_chars], num_threads))
+        return [(next(short) if len(t) <= piece_chars else self.encode_long_document(t, piece_chars))
+                .astype(dtype, copy=False) for t in texts]
+
     def encode_long_document(self, text: str, piece_chars: int, dtype=TOKEN_DTYPE) -> np.ndarray:
         """The ids of ``text`` exactly as encoding it whole gives them, in pieces of about ``piece_chars``.
 
@@ -368,5 +376,10 @@ class TokenizerHandle:
                                  f"planned {self.sha256}")
         return tokenizer
 
+    @property
+    def identity(self) -> tuple:
+        """What makes two handles load the same tokenizer."""
+        return self.path, self.names, self.reference, self.sha256
+
     def acquire(self) -> Tokenizer:
-        return self._shared.acquire(self._load, tag=(self.path, self.names, self.reference, self.sha256))
+        return self._shared.acquire(self._load, tag=self.identity)
