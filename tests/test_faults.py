@@ -516,6 +516,27 @@ def test_sigterm_ends_a_multi_processing_run_its_workers_and_its_lock(tmp_path, 
             pass
 
 
+def test_a_killed_tokenizer_helper_fails_the_run_saying_so_and_writes_no_metadata(tmp_path, code_model_path):
+    """One process with helper processes: the helper holding jobs is killed in the middle of the run."""
+    from pipeline.processes import descendants
+    from tests.corpora import stdlib_sources
+
+    corpus = tmp_path / "big.jsonl"
+    corpus.write_text("".join(json.dumps({"content": d}) + "\n" for d in stdlib_sources(3_000_000) * 10))
+    out = tmp_path / "out"
+    process = run_in_background(["run", "--input", str(corpus), "--output", str(out), "--tokenizer",
+                                 code_model_path, "--direct_running_mode=in_memory", "--tokenizer_processes=2"],
+                                tmp_path)
+    wait_until_tokenizing(process, tmp_path)
+    [helper] = [pid for pid in descendants(process.pid)
+                if b"tokenizer_pool" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(helper, signal.SIGKILL)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 1, err[-2000:]
+    assert "tokenizer helper process exited with code -9" in err
+    assert not (out / "metadata.json").exists() and not (out / ".fimflow-run.lock").exists()
+
+
 def test_a_worker_missing_a_reader_library_fails_instead_of_rejecting_the_file(tmp_path, monkeypatch):
     """An environment without pyarrow is the image's fault: every Parquet file must not become a dead letter."""
     import pyarrow as pa
