@@ -232,10 +232,18 @@ class Jobs:
     def submit(self, key: Any, function: Callable, *args) -> None:
         """Queues ``function(tokenizer, *args)``; its result comes back under ``key``."""
         pool = self._pool
+        job = _Job(self, key, function, args)
         with pool._lock:
             self._check()
-            pool._waiting.append(_Job(self, key, function, args))
-            pool._lock.notify()
+            if not pool.helpers:
+                # Runners with a worker per core: each DoFn thread runs its own jobs.
+                self._running += 1
+            else:
+                pool._waiting.append(job)
+                pool._lock.notify()
+        if not pool.helpers:
+            pool._run_here(job)
+            return
         # One job waiting per helper keeps them busy; the caller runs any more itself, newest first.
         while True:
             with pool._lock:
