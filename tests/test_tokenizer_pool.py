@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests import pool_jobs
 from tests.corpora import stdlib_sources, tokenizer_texts
-from transforms.core.tokenizer_pool import HelperExited, TokenizerPool, release_pool, shared_pool
+from transforms.core.tokenizer_pool import PIPE_BYTES, HelperExited, TokenizerPool, release_pool, shared_pool
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +137,12 @@ def test_helpers_start_without_beam():
     code = ("import sys, transforms.core.tokenizer_pool, transforms.core.shard_content; "
             "assert not [m for m in sys.modules if m.startswith(('apache_beam', 'tensorflow'))]")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pipe sizes are Linux's")
+def test_pipes_to_and_from_a_helper_hold_a_whole_batch(pool):
+    """Else a helper waits for its reply to be read, 64 KiB at a time, while the runner's thread runs."""
+    import fcntl
+
+    process = pool._helpers[0]._process
+    assert [fcntl.fcntl(p.fileno(), fcntl.F_GETPIPE_SZ) for p in (process.stdin, process.stdout)] == [PIPE_BYTES] * 2

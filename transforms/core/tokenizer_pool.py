@@ -38,7 +38,6 @@ helpers' word caches, warm from tokenizing, serve FIM's re-encoding too.
 from __future__ import annotations
 
 import collections
-import fcntl
 import os
 import pickle
 import signal
@@ -108,8 +107,10 @@ def _widen(pipe) -> None:
     """Lets ``pipe`` hold a whole request or reply (Linux), so neither side waits for the other to read it:
     this process's reading thread waits for Python's lock between reads, while the main thread runs."""
     try:
+        import fcntl
+
         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    except (AttributeError, OSError):  # Not Linux, or above the system's limit: only slower.
+    except (ImportError, AttributeError, OSError):  # Not Linux, or above the system's limit: only slower.
         pass
 
 
