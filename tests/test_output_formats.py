@@ -278,6 +278,17 @@ def test_a_run_in_another_format_removes_the_earlier_formats_files(corpus, code_
     assert sorted({p.suffix for p in out.glob("*-of-*")}) == [".array_record"]
 
 
+@pytest.mark.parametrize("sink_name", list(OUTPUT_FORMATS))
+def test_every_format_writes_into_a_folder_that_does_not_exist_yet(tmp_path, sink_name):
+    name = ShardName(str(tmp_path / "new" / "train"), 0, 1, "")
+    with AtomicFiles() as files:
+        sink = output_sink(sink_name)(files, name, SinkLayout(8, 100))
+        sink.write(Example(0, 0, np.arange(8), np.ones(8, dtype=np.int64), np.arange(8)), b"x")
+        sink.close()
+        files.commit()
+    assert (tmp_path / "new" / f"train-00000-of-00001{output_sink(sink_name).suffixes[0]}").stat().st_size > 0
+
+
 def test_a_failed_shard_leaves_none_of_its_files(tmp_path):
     """A sink that fails after writing part of its files (here: before its index) leaves no file under a
     final name and no temporary one."""

@@ -87,6 +87,8 @@ class AtomicFiles:
     def local_path(self, path: str) -> str:
         temporary = self._temporary(path)
         if "://" not in temporary:
+            # As ``open`` (Beam's local filesystem) does: a library given a path does not make its folder.
+            os.makedirs(os.path.dirname(temporary) or ".", exist_ok=True)
             return temporary
         descriptor, staged = tempfile.mkstemp(prefix=TEMPORARY_PREFIX)
         os.close(descriptor)
