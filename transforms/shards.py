@@ -35,7 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.core.records import example_record
 from transforms.core.shard_content import ShardContent
 from transforms.core.tokenizer import TokenizerHandle
-from transforms.core.tokenizer_pool import release_pool, shared_pool
+from transforms.core.tokenizer_pool import BundleJobs
 from transforms.files import AtomicFiles, ShardName
 from transforms.schema import FimConfig, ShardInfo, Stats, TokenizedDocument
 from transforms.sinks import DEFAULT_OUTPUT_FORMAT, SinkLayout, output_sink
@@ -71,6 +71,7 @@ class ShardStep:
                  tokenizer: TokenizerHandle, eot: int, keep_whole_reserve: int = 0, stats_prefix: str = "",
                  formats: tuple[str, ...] = (DEFAULT_OUTPUT_FORMAT,), num_processes: int = 1):
         self._sinks = tuple(output_sink(name) for name in formats)
+        self._serialize = any(sink.holds_examples for sink in self._sinks)
         self._output_dir = output_dir
         self._num_shards = num_shards
         self._copies = copies
@@ -78,35 +79,30 @@ class ShardStep:
         self._tokenizer_handle = tokenizer
         self._stats_prefix = stats_prefix
         self._num_processes = num_processes
-        self._pool = None
-        self._jobs = None
+        self._work = BundleJobs()
 
     def setup(self):
         self._tokenizer = self._tokenizer_handle.acquire()
         self._layout = SinkLayout(self._copies[0].fim.context_length, self._tokenizer.vocab_size)
-        self._pool = shared_pool(self._tokenizer_handle.identity, self._tokenizer, self._num_processes)
-        self._hand_over = self._pool.helpers > 0 and all(sink.holds_examples for sink in self._sinks)
+        self._work.open(self._tokenizer_handle.identity, self._tokenizer, self._num_processes)
+        self._hand_over = self._work.pool.helpers > 0 and all(sink.holds_examples for sink in self._sinks)
 
     def teardown(self):
-        if self._pool is not None:
-            release_pool(self._pool)
-            self._pool = None
+        self._work.close()
 
     def start_bundle(self):
-        if self._jobs is not None:  # A failed bundle's: its shards are not wanted any more.
-            self._jobs.cancel()
-        self._jobs = self._pool.jobs()
+        self._work.start_bundle()
 
     def __call__(self, bucket_and_documents: tuple[int, list[TokenizedDocument]], stats: Stats):
         bucket, documents = bucket_and_documents
         documents = list(documents)
         if self._hand_over and sum(len(d.ids) for d in documents) <= MAX_HANDED_OVER_TOKENS:
-            self._jobs.submit(bucket, self._content, bucket, documents)
-            return self._written(self._jobs.completed(), stats)
+            self._work.jobs.submit(bucket, self._content, bucket, documents)
+            return self._written(self._work.jobs.completed(), stats)
         return self._write(bucket, self._content.chunks(bucket, documents), stats)
 
     def finish_bundle(self, stats: Stats):
-        return self._written(self._jobs.drain(), stats)
+        return self._written(self._work.jobs.drain(), stats)
 
     def _written(self, made, stats: Stats):
         for bucket, (chunk_count, copies) in made:
@@ -115,9 +111,8 @@ class ShardStep:
                                          [counts for _, counts in copies], stats)
 
     def _write(self, bucket: int, chunks: list, stats: Stats):
-        serialize = any(sink.holds_examples for sink in self._sinks)
         counts = [Counter() for _ in self._copies]
-        examples = [((example, example_record(example) if serialize else None)
+        examples = [((example, example_record(example) if self._serialize else None)
                      for example in self._content.examples(self._tokenizer, chunks, copy.fim, copy_counts))
                     for copy, copy_counts in zip(self._copies, counts)]
         return self._write_files(bucket, len(chunks), examples, counts, stats)

@@ -20,7 +20,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms.core.tokenizer import Tokenizer, TokenizerHandle
-from transforms.core.tokenizer_pool import release_pool, shared_pool
+from transforms.core.tokenizer_pool import BundleJobs
 from transforms.schema import (DOCUMENT_HISTOGRAM_PREFIX, SOURCE_PREFIX, Document, Stats,
                                TokenizedDocument, histogram_key, token_dtype)
 from transforms.stats import StepWithStats
@@ -45,36 +45,31 @@ class TokenizeBatchStep:
         self._num_threads = num_threads
         self._num_processes = num_processes
         self._max_encode_chars = max_encode_chars
-        self._pool = None
-        self._jobs = None
+        self._work = BundleJobs()
 
     def setup(self):
         self._tokenizer = self._tokenizer_handle.acquire()
         self._dtype = token_dtype(self._tokenizer.vocab_size)
         bos = self._tokenizer.special.bos
         self._bos = None if bos is None else np.array([bos], dtype=self._dtype)
-        self._pool = shared_pool(self._tokenizer_handle.identity, self._tokenizer, self._num_processes)
+        self._work.open(self._tokenizer_handle.identity, self._tokenizer, self._num_processes)
 
     def teardown(self):
-        # After a failed setup there is no pool to give back.
-        if self._pool is not None:
-            release_pool(self._pool)
-            self._pool = None
+        self._work.close()
 
     def start_bundle(self):
-        if self._jobs is not None:  # A failed bundle's: its batches are not wanted any more.
-            self._jobs.cancel()
-        self._jobs = self._pool.jobs()
+        self._work.start_bundle()
 
     def __call__(self, batch: list[Document], stats: Stats):
         # A repository's file is tokenized as its path line and content; its repository's parts get the BOS.
         texts = [d.text if d.repo is None else f"{d.path}\n{d.text}" for d in batch]
-        self._jobs.submit((batch, texts), Tokenizer.encode_batch, texts, self._max_encode_chars, self._dtype,
-                          self._num_threads)
-        return self._documents(self._jobs.completed(), stats)
+        jobs = self._work.jobs
+        jobs.submit((batch, texts), Tokenizer.encode_batch, texts, self._max_encode_chars, self._dtype,
+                    self._num_threads)
+        return self._documents(jobs.completed(), stats)
 
     def finish_bundle(self, stats: Stats):
-        return self._documents(self._jobs.drain(), stats)
+        return self._documents(self._work.jobs.drain(), stats)
 
     def _documents(self, encoded, stats: Stats):
         tokenizer = self._tokenizer

@@ -324,6 +324,30 @@ def release_pool(pool: TokenizerPool) -> None:
     pool.close()
 
 
+class BundleJobs:
+    """A step's share of its process's pool (``shared_pool``): ``open`` it in the step's ``setup``, call
+    ``start_bundle`` for each bundle (a failed bundle's waiting jobs are dropped) and submit to ``jobs``,
+    ``close`` it in ``teardown``."""
+
+    def __init__(self):
+        self.pool: Optional[TokenizerPool] = None
+        self.jobs: Optional[Jobs] = None
+
+    def open(self, key: Hashable, tokenizer: Tokenizer, processes: int) -> None:
+        self.pool = shared_pool(key, tokenizer, processes)
+
+    def start_bundle(self) -> None:
+        if self.jobs is not None:
+            self.jobs.cancel()
+        self.jobs = self.pool.jobs()
+
+    def close(self) -> None:
+        # After a failed setup there is no pool to give back.
+        if self.pool is not None:
+            release_pool(self.pool)
+            self.pool = None
+
+
 def _serve() -> None:
     # Ctrl-C reaches the whole process group; the calling process decides,
     # and its exit closes this helper's stdin.
