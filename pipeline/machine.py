@@ -18,8 +18,8 @@ from typing import Optional
 # to LOCAL_ONE_PROCESS_MAX_CORES cores, whatever its size, and elsewhere below
 # LOCAL_WORKERS_MIN_TEXT_BYTES of text; from there up, with one SDK worker process per core. On
 # 2 cores (python -m bench.throughput --crossover 8,47,94.6,189, each run a process of its own), one
-# process took 0.66x the time of 2 worker processes at 8 MB of distinct code, 0.85x at 47 MB, 0.90x
-# at 94.8 MB and 0.86x at 189 MB, with about half their peak memory (540 MB against 1037 MB at
+# process took 0.60x the time of 2 worker processes at 8 MB of distinct code, 0.80x at 47 MB, 0.85x
+# at 94.8 MB and 0.96x at 189 MB, with about half their peak memory (590 MB against 1111 MB at
 # 189 MB). In one process the runner's own work and the transfers to and from the helpers hold one
 # core (about a fifth of the work at 94.6 MB on 2 cores), so more cores than that cannot all be used:
 # on more cores the crossover measured before the helpers made shards (2 cores, 47 MB) stands until
@@ -29,7 +29,7 @@ LOCAL_WORKERS_MIN_TEXT_BYTES = 48 << 20
 # Peak RSS summed over a local run's processes, rounded up from bench/throughput.py --scaling (with
 # pipeline.memory's malloc settings): a fixed part, a part per SDK worker process or tokenizer helper
 # (each holds a model, word caches and one shard's data), and a part per byte of text (the shuffle's
-# compressed ids, held by the runner; about 1 byte per byte measured).
+# compressed ids, held by the runner; 1.1-1.6 bytes per byte measured).
 LOCAL_BASE_MEMORY_BYTES = 300 << 20
 LOCAL_WORKER_MEMORY_BYTES = 300 << 20
 LOCAL_MEMORY_PER_TEXT_BYTE = 2

@@ -11,7 +11,7 @@ from sentencepiece import sentencepiece_model_pb2 as model_pb2
 from tests.corpora import MULTILINGUAL, as_lists, multilingual_documents, stdlib_sources, tokenizer_texts, train_sentencepiece
 from transforms.core.sentencepiece_tokenizer import SentencePieceTokenizer
 from transforms.core.tokenizer import SpecialTokenNames
-from transforms.core.word_cache import ATOM, WORD, WordCache
+from transforms.core.word_cache import ARRAY_MIN_CHARS, ATOM, WORD, WordCache
 
 def test_the_code_models_use_both_split_levels(code_tokenizer, llama_tokenizer, lossy_tokenizer):
     # Otherwise the equality tests below would not exercise the atom level.
@@ -39,9 +39,11 @@ def test_cached_encoding_equals_sentencepiece_on_real_code_and_text(request, nam
     assert as_lists(tokenizer.encode_documents_fast(docs, num_threads=2)) == tokenizer.encode_documents(docs)
 
 
-def test_small_caches_start_over_and_stay_exact(llama_tokenizer):
+@pytest.mark.parametrize("array_min_chars", [0, ARRAY_MIN_CHARS, 1 << 30])
+def test_small_caches_start_over_and_stay_exact(llama_tokenizer, array_min_chars):
     levels = tuple(p for p, _ in llama_tokenizer.word_cache._levels)
-    cache = WordCache(llama_tokenizer.continuation_encoder, levels, np.int32, max_words=50, max_word_chars=3)
+    cache = WordCache(llama_tokenizer.continuation_encoder, levels, np.int32, max_words=50, max_word_chars=3,
+                      array_min_chars=array_min_chars)
     docs = stdlib_sources(60_000, seed=5) + MULTILINGUAL
     for start in range(0, len(docs), 4):
         batch = docs[start:start + 4]
@@ -49,11 +51,44 @@ def test_small_caches_start_over_and_stay_exact(llama_tokenizer):
         assert all(n <= 50 for n in cache.cached())
 
 
+# Few characters, so that words repeat within and across calls and, with
+# narrowed hashes, different words of every length share a key.
+_ascii_words = st.text(alphabet="ab _(\n", max_size=40)
+
+
+@pytest.mark.parametrize("key_bits", [1, 2, 64])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calls=st.lists(st.lists(st.one_of(_ascii_words, tokenizer_texts), min_size=1, max_size=5), min_size=1,
+                      max_size=4))
+def test_the_array_path_gives_sentencepiece_ids_even_when_hashes_collide(code_tokenizer, key_bits, calls):
+    encoder = code_tokenizer.continuation_encoder
+    cache = WordCache(encoder, (WORD, ATOM), np.int32, max_words=40, max_word_chars=6, array_min_chars=0,
+                      key_bits=key_bits)
+    for texts in calls + calls:  # the second time from the cache
+        assert as_lists(cache.encode(texts)) == encoder.encode(texts)
+
+
+def test_the_array_path_takes_large_ascii_calls_and_is_exact_on_real_code(code_tokenizer):
+    encoder = code_tokenizer.continuation_encoder
+    cache = WordCache(encoder, (WORD, ATOM), np.int32)
+    docs = stdlib_sources(300_000, seed=11)
+    small = [d for d in docs if len(d) < ARRAY_MIN_CHARS // 2][:1]
+    assert as_lists(cache.encode(small)) == encoder.encode(small)
+    assert cache._arrays.cached() == [0, 0]  # a small call took the dicts
+    assert as_lists(cache.encode(docs + MULTILINGUAL)) == encoder.encode(docs + MULTILINGUAL)
+    assert min(cache._arrays.cached()) > 0
+    assert as_lists(cache.encode(docs)) == encoder.encode(docs)
+
+
 @given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
 def test_the_ascii_regexes_split_ascii_text_as_the_unicode_ones_do(text):
     for split in (WORD, ATOM):
-        assert split.ascii.findall(text) == split.unicode.findall(text)
-        assert "".join(split.unicode.findall(text)) == text
+        parts = split.ascii.findall(text)
+        assert parts == split.unicode.findall(text)
+        assert "".join(parts) == text
+        # The array path's cuts: where each part but the first starts.
+        cuts = split.ascii_cuts(np.frombuffer(text.encode(), dtype=np.uint8))
+        assert np.flatnonzero(cuts).tolist() == np.cumsum([len(p) for p in parts[:-1]]).tolist()
 
 
 def _with_piece(model_bytes: bytes, piece: str) -> bytes:
