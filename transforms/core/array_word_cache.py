@@ -193,11 +193,8 @@ class ArrayWordCache:
             np.minimum(entry, len(cache.keys) - 1, out=entry)
             found = cache.keys[entry] == keys
             hits = np.flatnonzero(found)
-            longer_or_shorter = cache.text_lengths[entry[hits]] != part_lengths[hits]
-            found[hits[longer_or_shorter]] = False
-            hits = hits[~longer_or_shorter]
-            entry_starts = cache.text_starts[entry[hits]]
-            found[hits[self._differ(data, part_starts[hits], cache.texts.data, entry_starts, part_lengths[hits])]] = False
+            found[hits[self._differ(data, part_starts[hits], part_lengths[hits], cache.texts.data,
+                                    cache.text_starts[entry[hits]], cache.text_lengths[entry[hits]])]] = False
         hits, misses = np.flatnonzero(found), np.flatnonzero(~found)
         id_starts = np.empty(len(keys), dtype=np.int64)
         id_counts = np.empty(len(keys), dtype=np.int64)
@@ -221,11 +218,9 @@ class ArrayWordCache:
         representatives = misses[first]
         which = which.reshape(-1)
         # A miss whose text differs from its key's first one is a collision: encoded on its own.
-        collided = np.flatnonzero(part_lengths[misses] != part_lengths[representatives[which]])
-        same_length = np.flatnonzero(part_lengths[misses] == part_lengths[representatives[which]])
-        collided = np.union1d(collided, same_length[self._differ(
-            data, part_starts[misses[same_length]], data, part_starts[representatives[which[same_length]]],
-            part_lengths[misses[same_length]])])
+        first_of_key = representatives[which]
+        collided = self._differ(data, part_starts[misses], part_lengths[misses], data, part_starts[first_of_key],
+                                part_lengths[first_of_key])
         which[collided] = len(representatives) + np.arange(len(collided))
         encoded = np.concatenate([representatives, misses[collided]])
         # The level below takes its spans in text order.
@@ -258,10 +253,13 @@ class ArrayWordCache:
         return new_ids, before + offsets[which], counts[which]
 
     @staticmethod
-    def _differ(a: np.ndarray, a_starts: np.ndarray, b: np.ndarray, b_starts: np.ndarray,
-                lengths: np.ndarray) -> np.ndarray:
-        """Which of the equally long byte runs of ``a`` and ``b`` differ (indices into the starts)."""
-        unequal = a[ranges(a_starts, lengths)] != b[ranges(b_starts, lengths)]
-        if not unequal.any():
-            return np.zeros(0, dtype=np.int64)
-        return np.unique(np.repeat(np.arange(len(lengths)), lengths)[unequal])
+    def _differ(a: np.ndarray, a_starts: np.ndarray, a_lengths: np.ndarray, b: np.ndarray, b_starts: np.ndarray,
+                b_lengths: np.ndarray) -> np.ndarray:
+        """Which pairs of byte runs, one of ``a`` and one of ``b``, differ in length or bytes (sorted indices)."""
+        differ = a_lengths != b_lengths
+        same = np.flatnonzero(~differ)
+        lengths = a_lengths[same]
+        unequal = a[ranges(a_starts[same], lengths)] != b[ranges(b_starts[same], lengths)]
+        if unequal.any():  # seldom: only a hash collision gets here
+            differ[np.repeat(same, lengths)[unequal]] = True
+        return np.flatnonzero(differ)
